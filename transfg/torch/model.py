@@ -1,0 +1,193 @@
+"""TransFG and the ViT baseline in PyTorch (the reference implementation).
+
+Class and attribute names follow the official code (github TACJu/TransFG, modeling.py), so the
+state-dict keys are the same in both frameworks and `transfg/jittor/model.py` reads line for line
+like this file. Semantics: spec/transfg.md, "Model". Shapes: B batch, T tokens (patches + CLS),
+D hidden, H heads, K = H selected parts.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from transfg.config import ModelConfig
+
+
+class Attention(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.num_heads = config.num_heads
+        self.head_dim = config.head_dim
+        d = config.hidden_size
+        self.query = nn.Linear(d, d)
+        self.key = nn.Linear(d, d)
+        self.value = nn.Linear(d, d)
+        self.out = nn.Linear(d, d)
+        # The official code uses the attention rate for the output projection too (both 0.0).
+        self.attn_dropout = nn.Dropout(config.attention_dropout_rate)
+        self.proj_dropout = nn.Dropout(config.attention_dropout_rate)
+
+    def heads(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, _ = x.shape
+        return x.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        B, T, D = x.shape
+        q, k, v = self.heads(self.query(x)), self.heads(self.key(x)), self.heads(self.value(x))
+        scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)  # (B, H, T, T)
+        probs = scores.softmax(dim=-1)  # returned before dropout, as the official code
+        context = self.attn_dropout(probs) @ v  # (B, H, T, hd)
+        context = context.transpose(1, 2).reshape(B, T, D)
+        return self.proj_dropout(self.out(context)), probs
+
+
+class Mlp(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(config.hidden_size, config.mlp_dim)
+        self.fc2 = nn.Linear(config.mlp_dim, config.hidden_size)
+        self.dropout = nn.Dropout(config.dropout_rate)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.dropout(F.gelu(self.fc1(x)))  # exact (erf) GELU
+        return self.dropout(self.fc2(x))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block; returns its attention probabilities (B, H, T, T)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.ffn = Mlp(config)
+        self.attn = Attention(config)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h, weights = self.attn(self.attention_norm(x))
+        x = x + h
+        x = x + self.ffn(self.ffn_norm(x))
+        return x, weights
+
+
+class Embeddings(nn.Module):
+    """Patches (stride = slide_step when overlapping, else the patch size) + CLS + positions."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        d = config.hidden_size
+        self.patch_embeddings = nn.Conv2d(3, d, kernel_size=config.patch_size, stride=config.stride)
+        self.position_embeddings = nn.Parameter(torch.zeros(1, config.num_tokens, d))
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
+        self.dropout = nn.Dropout(config.dropout_rate)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B = x.shape[0]
+        x = self.patch_embeddings(x).flatten(2).transpose(1, 2)  # (B, rows*cols, D), row-major
+        x = torch.cat([self.cls_token.expand(B, -1, -1), x], dim=1)  # (B, T, D)
+        return self.dropout(x + self.position_embeddings)
+
+
+class PartAttention(nn.Module):
+    """The Part Selection Module: per head, the patch that the rolled-out CLS attention favours.
+
+    The official code forms the full product A_{n-1} @ ... @ A_0 (each (B, H, T, T)) and keeps only
+    its CLS row. That row is e_0^T A_{n-1} ... A_0, so it is computed here as a chain of
+    vector-matrix products from the last map's CLS row: O(n T^2) instead of O(n T^3).
+    No identity term, no head averaging, no gradient (argmax).
+    """
+
+    def forward(self, attn_weights: list[torch.Tensor]) -> torch.Tensor:
+        with torch.no_grad():
+            row = attn_weights[-1][:, :, :1, :]  # (B, H, 1, T)
+            for weights in reversed(attn_weights[:-1]):
+                row = row @ weights  # (B, H, 1, T)
+            return row[:, :, 0, 1:].argmax(dim=-1)  # (B, H): patch index, CLS excluded
+
+
+def literal_part_selection(attn_weights: list[torch.Tensor]) -> torch.Tensor:
+    """The official code's full T x T product; a test and benchmark oracle, never used in training."""
+    last_map = attn_weights[0]
+    for weights in attn_weights[1:]:
+        last_map = weights @ last_map  # (B, H, T, T)
+    return last_map[:, :, 0, 1:].argmax(dim=-1)
+
+
+class Encoder(nn.Module):
+    """TransFG: L-1 blocks, then the selected parts (with CLS) through part_layer and part_norm."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.layer = nn.ModuleList(Block(config) for _ in range(config.num_layers - 1))
+        self.part_select = PartAttention()
+        self.part_layer = Block(config)
+        self.part_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        attn_weights = []
+        for layer in self.layer:
+            hidden_states, weights = layer(hidden_states)
+            attn_weights.append(weights)
+        part_inx = self.part_select(attn_weights)  # (B, K)
+        index = (part_inx + 1).unsqueeze(-1).expand(-1, -1, hidden_states.shape[-1])  # skip CLS
+        parts = hidden_states.gather(1, index)  # (B, K, D), from block L-1, not normalised
+        concat = torch.cat([hidden_states[:, :1], parts], dim=1)  # (B, 1+K, D)
+        part_states, _ = self.part_layer(concat)
+        part_encoded = self.part_norm(part_states)
+        return part_encoded, {"attn_weights": attn_weights, "part_inx": part_inx}
+
+
+class ViTEncoder(nn.Module):
+    """The ViT baseline: L blocks and the final encoder_norm."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.layer = nn.ModuleList(Block(config) for _ in range(config.num_layers))
+        self.encoder_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        attn_weights = []
+        for layer in self.layer:
+            hidden_states, weights = layer(hidden_states)
+            attn_weights.append(weights)
+        return self.encoder_norm(hidden_states), {"attn_weights": attn_weights}
+
+
+class Transformer(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.embeddings = Embeddings(config)
+        self.encoder = Encoder(config) if config.variant == "transfg" else ViTEncoder(config)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        return self.encoder(self.embeddings(x))
+
+
+class VisionTransformer(nn.Module):
+    """TransFG (`part_head` on the part_layer CLS token) or the ViT baseline (`head`).
+
+    forward(x) -> (logits (B, classes), out) with out holding:
+      cls_feature (B, D): the normalised CLS token, input of the head and the contrastive loss;
+      attn_weights: list of (B, H, T, T) per encoder block (for rollout heatmaps);
+      part_inx (B, K), TransFG only: selected patch per head, row-major in config.grid, so that
+        patch i covers input pixels from (i // cols * stride, i % cols * stride), 16 px square.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.transformer = Transformer(config)
+        if config.variant == "transfg":
+            self.part_head = nn.Linear(config.hidden_size, config.num_classes)
+        else:
+            self.head = nn.Linear(config.hidden_size, config.num_classes)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        encoded, out = self.transformer(x)
+        out["cls_feature"] = encoded[:, 0]
+        head = self.part_head if self.config.variant == "transfg" else self.head
+        return head(out["cls_feature"]), out
