@@ -89,7 +89,7 @@ def init_state(config: ModelConfig, rng: np.random.Generator) -> State:
         elif ".ffn." in name:
             value = rng.normal(0.0, 1e-6, shape)
         else:
-            weight_shape = shapes[name.removesuffix(".bias") + ".weight"]
+            weight_shape = shapes[name.rsplit(".", 1)[0] + ".weight"]
             bound = 1.0 / math.sqrt(_fan_in(weight_shape))
             value = rng.uniform(-bound, bound, shape)
         state[name] = value.astype(np.float32)

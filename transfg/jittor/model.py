@@ -1,7 +1,7 @@
 """TransFG and the ViT baseline in Jittor (the implementation under audit).
 
 Read beside `transfg/torch/model.py`: the same classes, attributes and state-dict keys, differing
-only where the frameworks do (`execute` for `forward`, `stop_grad`, jittor's argmax returning
+only where the frameworks do (`execute` for `forward`, `detach` for `no_grad`, jittor's argmax returning
 (index, value)). Semantics: spec/transfg.md, "Model".
 """
 
@@ -92,9 +92,9 @@ class PartAttention(nn.Module):
     row (see the PyTorch file for why this equals the official full product's CLS row)."""
 
     def execute(self, attn_weights: list[jt.Var]) -> jt.Var:
-        row = attn_weights[-1][:, :, :1, :].stop_grad()  # (B, H, 1, T)
+        row = attn_weights[-1][:, :, :1, :].detach()  # (B, H, 1, T)
         for weights in reversed(attn_weights[:-1]):
-            row = row @ weights.stop_grad()  # (B, H, 1, T)
+            row = row @ weights.detach()  # (B, H, 1, T)
         index, _ = jt.argmax(row[:, :, 0, 1:], dim=-1)  # (B, H): patch index, CLS excluded
         return index
 
