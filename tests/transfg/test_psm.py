@@ -1,0 +1,76 @@
+"""The fast Part Selection Module (a chain of vector-matrix products) picks the same patches as
+the official code's literal product of full T x T attention maps."""
+
+import numpy as np
+import pytest
+import torch
+
+import transfg.jittor  # noqa: F401
+import jittor as jt  # isort: skip
+from transfg.config import vit_b16
+from transfg.jittor import model as jm
+from transfg.torch import model as tm
+
+TOKENS = vit_b16().num_tokens  # 1370: 448 px, overlap, slide step 12
+
+
+def attention_maps(rng, n_maps=11, batch=1, heads=4, tokens=TOKENS, sharpness=3.0):
+    """Softmax rows of random scores: (batch, heads, tokens, tokens) per layer."""
+    maps = []
+    for _ in range(n_maps):
+        scores = rng.normal(size=(batch, heads, tokens, tokens)).astype(np.float32) * sharpness
+        e = np.exp(scores - scores.max(-1, keepdims=True))
+        maps.append(e / e.sum(-1, keepdims=True))
+    return maps
+
+
+def oracle(maps):
+    """CLS row of A_{n-1} ... A_0 in float64, with its top-1 and top-2 values."""
+    product = maps[0].astype(np.float64)
+    for m in maps[1:]:
+        product = m.astype(np.float64) @ product
+    row = product[:, :, 0, 1:]
+    top2 = np.sort(row, axis=-1)[..., -2:]
+    return row.argmax(-1), top2
+
+
+def test_fast_equals_literal_at_1370_tokens_in_both_frameworks():
+    maps = attention_maps(np.random.default_rng(0))
+    expected, top2 = oracle(maps)
+    # The test is only meaningful if float32 rounding cannot flip the winner.
+    assert ((top2[..., 1] - top2[..., 0]) / top2[..., 1]).min() > 1e-4
+    t_maps = [torch.from_numpy(m) for m in maps]
+    np.testing.assert_array_equal(tm.PartAttention()(t_maps).numpy(), expected)
+    np.testing.assert_array_equal(tm.literal_part_selection(t_maps).numpy(), expected)
+    j_maps = [jt.array(m) for m in maps]
+    np.testing.assert_array_equal(jm.PartAttention()(j_maps).numpy(), expected)
+
+
+@pytest.mark.slow
+def test_jittor_literal_product_at_1370_tokens():
+    maps = attention_maps(np.random.default_rng(1), heads=2)
+    expected, _ = oracle(maps)
+    np.testing.assert_array_equal(jm.literal_part_selection([jt.array(m) for m in maps]).numpy(),
+                                  expected)
+
+
+def test_selection_follows_the_rollout_not_the_last_map():
+    """A known answer: the last map's CLS row attends to token 5, but every token of the first
+    map attends to token 9, so the rolled-out CLS attention (and the PSM) picks patch 9 - 1 = 8."""
+    tokens, heads = 20, 3
+    uniform = np.full((1, heads, tokens, tokens), 1.0 / tokens, dtype=np.float32)
+    last = uniform.copy()
+    last[..., 0, :] = 0.01 / (tokens - 1)
+    last[..., 0, 5] = 0.99
+    first = np.full_like(uniform, 0.001)
+    first[..., 9] = 1.0 - 0.001 * (tokens - 1)
+    maps = [first, uniform, last]
+    assert (tm.PartAttention()([torch.from_numpy(m) for m in maps]).numpy() == 8).all()
+    assert (jm.PartAttention()([jt.array(m) for m in maps]).numpy() == 8).all()
+    # Without the rollout (the last map alone) the answer would be patch 4.
+    assert (tm.PartAttention()([torch.from_numpy(last)]).numpy() == 4).all()
+
+
+def test_no_gradient_flows_through_the_selection():
+    maps = [torch.rand(1, 2, 6, 6, requires_grad=True) for _ in range(3)]
+    assert not tm.PartAttention()(maps).requires_grad
