@@ -130,7 +130,8 @@ def prepare_jittor(environ: os._Environ | dict | None = None) -> JittorSetup:
         return JittorSetup(cuda, "off", None, f"use_mkl={env['use_mkl']} was set by the user")
     target = jittor_home(env) / ".cache" / "jittor" / "mkl" / onednn_folder_name()
     if (target / "lib" / "libmkldnn.so").exists() and (target / "include").is_dir():
-        return JittorSetup(cuda, "existing", target, f"oneDNN found in {target}")
+        library = (target / "lib" / "libmkldnn.so").resolve()
+        return JittorSetup(cuda, "existing", target, f"{target} -> {library}")
     system = find_system_onednn()
     if system is not None:
         try:

@@ -1,0 +1,1 @@
+"""The audit: protocols, runs, statistics, verdicts and reports for TransFG."""

@@ -1,0 +1,153 @@
+"""`audit doctor`: what this machine has, and whether the audit can run here.
+
+Each framework is probed in its own process (as every training run is), so a framework that
+crashes on import is reported rather than taking the doctor down with it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+
+PROBE_TIMEOUT_S = 1200  # jittor's first import compiles its core: about 2 minutes on 2 cores
+
+TORCH_PROBE = """
+import json, torch
+cuda = torch.cuda.is_available()
+print(json.dumps({"version": torch.__version__, "cuda": cuda,
+                  "cuda_version": torch.version.cuda,
+                  "devices": [torch.cuda.get_device_name(i)
+                              for i in range(torch.cuda.device_count())] if cuda else []}))
+"""
+
+JITTOR_PROBE = """
+import json
+import transfg.jittor as tj
+import jittor as jt
+from jittor import compile_extern
+a = jt.ones((8, 8))
+assert float((a @ a).sum().item()) == 512.0
+print(json.dumps({"version": jt.__version__, "cuda": bool(jt.flags.use_cuda),
+                  "onednn": tj.SETUP.onednn, "reason": tj.SETUP.reason,
+                  "onednn_active": bool(compile_extern.use_mkl and compile_extern.mkl_ops)}))
+"""
+
+
+@dataclass
+class Check:
+    name: str
+    status: str  # "ok", "warn" (works, but slower or less complete), "fail" (the audit needs it)
+    detail: str
+
+
+def run_probe(code: str) -> dict:
+    """Run `code` in a fresh interpreter; its last stdout line is JSON. Raises RuntimeError."""
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=PROBE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"no answer within {PROBE_TIMEOUT_S} s") from None
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        error = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"exit status {done.returncode}: {error}")
+    return json.loads(lines[-1])
+
+
+def check_python() -> Check:
+    version = platform.python_version()
+    ok = sys.version_info >= (3, 11)
+    return Check("python", "ok" if ok else "fail",
+                 f"{version} ({sys.executable})" + ("" if ok else "; the audit needs 3.11+"))
+
+
+def check_torch(probe=run_probe) -> Check:
+    try:
+        info = probe(TORCH_PROBE)
+    except RuntimeError as error:
+        return Check("torch", "fail", f"import failed: {error}")
+    where = (f"CUDA {info['cuda_version']}: {', '.join(info['devices'])}" if info["cuda"]
+             else "CPU only")
+    return Check("torch", "ok", f"{info['version']}, {where}")
+
+
+def check_jittor(probe=run_probe) -> Check:
+    try:
+        info = probe(JITTOR_PROBE)
+    except RuntimeError as error:
+        return Check("jittor", "fail", f"import failed: {error}")
+    where = "CUDA" if info["cuda"] else "CPU"
+    if info["onednn_active"]:
+        return Check("jittor", "ok", f"{info['version']}, {where}, oneDNN active ({info['reason']})")
+    return Check("jittor", "warn", f"{info['version']}, {where}, oneDNN inactive: {info['reason']}"
+                 " (matrix products several times slower)")
+
+
+def check_cpu() -> Check:
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        model = names[0] if names else model
+    except OSError:
+        pass
+    return Check("cpu", "ok", f"{model}, {os.cpu_count()} cores, {platform.system()} "
+                              f"{platform.release()}")
+
+
+def check_gpu() -> Check:
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return Check("gpu", "ok", "none (no nvidia-smi); training runs on the CPU")
+    done = subprocess.run([smi, "--query-gpu=name,driver_version,memory.total",
+                           "--format=csv,noheader"], capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        return Check("gpu", "warn", f"nvidia-smi failed: {done.stderr.strip() or done.returncode}")
+    return Check("gpu", "ok", "; ".join(done.stdout.strip().splitlines()))
+
+
+def check_pdf() -> Check:
+    try:
+        import weasyprint
+
+        pdf = weasyprint.HTML(string="<p>audit doctor</p>").write_pdf()
+    except Exception as error:  # any failure here means reports cannot be rendered
+        return Check("pdf", "fail", f"WeasyPrint cannot render: {type(error).__name__}: {error}")
+    if not pdf.startswith(b"%PDF"):
+        return Check("pdf", "fail", "WeasyPrint returned something that is not a PDF")
+    return Check("pdf", "ok", f"WeasyPrint {weasyprint.__version__} renders PDF")
+
+
+def check_pdftoppm() -> Check:
+    path = shutil.which("pdftoppm")
+    if path is None:
+        return Check("pdftoppm", "warn", "missing (Debian's poppler-utils): PDF pages cannot be "
+                                         "checked as images")
+    return Check("pdftoppm", "ok", path)
+
+
+def run_checks(probe=run_probe) -> list[Check]:
+    return [check_python(), check_torch(probe), check_jittor(probe), check_cpu(), check_gpu(),
+            check_pdf(), check_pdftoppm()]
+
+
+def main(as_json: bool = False, probe=run_probe) -> int:
+    if not as_json:
+        print("checking the frameworks in fresh processes (a first jittor import compiles "
+              "for about 2 minutes)...", file=sys.stderr, flush=True)
+    checks = run_checks(probe)
+    failed = [c.name for c in checks if c.status == "fail"]
+    if as_json:
+        print(json.dumps({"checks": [asdict(c) for c in checks], "ok": not failed}, indent=2))
+    else:
+        width = max(len(c.name) for c in checks)
+        for c in checks:
+            print(f"  {c.status:<4}  {c.name:<{width}}  {c.detail}")
+        print(f"missing what the audit needs: {', '.join(failed)}" if failed
+              else "everything the audit needs is here")
+    return 1 if failed else 0
