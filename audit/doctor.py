@@ -83,7 +83,8 @@ def check_jittor(probe=run_probe) -> Check:
         return Check("jittor", "fail", f"import failed: {error}")
     where = "CUDA" if info["cuda"] else "CPU"
     if info["onednn_active"]:
-        return Check("jittor", "ok", f"{info['version']}, {where}, oneDNN active ({info['reason']})")
+        return Check("jittor", "ok",
+                     f"{info['version']}, {where}, oneDNN active ({info['reason']})")
     return Check("jittor", "warn", f"{info['version']}, {where}, oneDNN inactive: {info['reason']}"
                  " (matrix products several times slower)")
 

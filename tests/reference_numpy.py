@@ -31,7 +31,7 @@ def softmax(x):
 
 def patches(images, size, step):
     """(B, 3, H, W) -> (B, n, 3*size*size), windows in row-major order."""
-    B, C, H, W = images.shape
+    B, _, H, W = images.shape
     rows = range(0, H - size + 1, step)
     cols = range(0, W - size + 1, step)
     out = [images[:, :, r:r + size, c:c + size].reshape(B, -1) for r in rows for c in cols]

@@ -40,7 +40,7 @@ class ModelConfig:
     # Losses (spec/transfg.md, "Losses").
     smoothing: float = 0.0  # label smoothing; 0 = plain cross-entropy, as the official default
     contrastive: bool = True  # the contrastive loss on the CLS feature (the official TransFG)
-    alpha: float = 0.4  # contrastive margin for negative pairs (hard-coded 0.4 in the official code)
+    alpha: float = 0.4  # contrastive margin for negative pairs (the official code hard-codes 0.4)
 
     def __post_init__(self) -> None:
         errors = list(self._errors())
@@ -89,6 +89,15 @@ class ModelConfig:
         """Patches plus the CLS token (1370 at 448 px overlap, 785 non-overlap)."""
         rows, cols = self.grid
         return rows * cols + 1
+
+    def patch_box(self, index: int) -> tuple[int, int, int, int]:
+        """(left, top, right, bottom) in input pixels of patch `index` (row-major, CLS excluded),
+        as the Part Selection Module's `part_inx` numbers patches."""
+        rows, cols = self.grid
+        if not 0 <= index < rows * cols:
+            raise IndexError(f"patch index {index} outside the {rows} x {cols} grid")
+        top, left = index // cols * self.stride, index % cols * self.stride
+        return left, top, left + self.patch_size, top + self.patch_size
 
     @property
     def head_dim(self) -> int:

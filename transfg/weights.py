@@ -103,7 +103,8 @@ def check_state(state: Mapping[str, np.ndarray], config: ModelConfig, source: st
     problems += [f"unexpected {name}" for name in state if name not in expected]
     for name, shape in expected.items():
         if name in state and tuple(state[name].shape) != shape:
-            problems.append(f"{name} has shape {tuple(state[name].shape)}, this model needs {shape}")
+            got = tuple(state[name].shape)
+            problems.append(f"{name} has shape {got}, this model needs {shape}")
     if problems:
         hint = ""
         if any("position_embeddings has shape" in p for p in problems):
@@ -125,7 +126,8 @@ def resize_pos_grid(grid: np.ndarray, new_shape: tuple[int, int],
     the official code calls. Computed in float64 and separably (rows, then columns).
     """
     if mode != "bilinear-align-corners":
-        raise ValueError(f"position-embedding resize mode {mode!r}; allowed: bilinear-align-corners")
+        raise ValueError(f"position-embedding resize mode {mode!r}; "
+                         "allowed: bilinear-align-corners")
     out = np.asarray(grid, dtype=np.float64)
     for axis, n_out in enumerate(new_shape):
         out = _linear_resample(out, axis, n_out)
@@ -226,15 +228,15 @@ def from_google(npz: Mapping[str, np.ndarray], config: ModelConfig, rng: np.rand
         raise ValueError(f"part_layer_init={part_layer_init!r}; allowed: random, pretrained")
     missing = [key for key in google_keys(config, part_layer_init) if key not in npz]
     if missing:
-        shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+        shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" * (len(missing) > 8))
         raise KeyError(f"{source}: missing {len(missing)} key(s) needed for a "
                        f"{config.num_layers}-layer {config.variant} model: {shown}")
     p, d, m = config.patch_size, config.hidden_size, config.mlp_dim
     for key, shape in (("embedding/kernel", (p, p, 3, d)),
                        ("Transformer/encoderblock_0/MlpBlock_3/Dense_0/kernel", (d, m))):
         if npz[key].shape != shape:
-            raise ValueError(f"{source}: {key} has shape {npz[key].shape}, this model needs {shape} "
-                             f"(patch_size={p}, hidden_size={d}, mlp_dim={m})")
+            raise ValueError(f"{source}: {key} has shape {npz[key].shape}, this model needs "
+                             f"{shape} (patch_size={p}, hidden_size={d}, mlp_dim={m})")
     state = init_state(config, rng)
     state["transformer.embeddings.patch_embeddings.weight"] = \
         npz["embedding/kernel"].transpose(3, 2, 0, 1)  # (P, P, 3, D) -> (D, 3, P, P)

@@ -32,5 +32,16 @@ def test_bad_values_are_named(change, message):
 
 
 def test_unknown_field_is_named():
-    with pytest.raises(ValueError, match="unknown ModelConfig field.*slide_stpe"):
+    with pytest.raises(ValueError, match=r"unknown ModelConfig field.*slide_stpe"):
         ModelConfig.from_dict({**tiny().to_dict(), "slide_stpe": 12})
+
+
+def test_patch_boxes_in_input_pixels():
+    overlap = vit_b16()  # 37 x 37 patches, stride 12
+    assert overlap.patch_box(0) == (0, 0, 16, 16)
+    assert overlap.patch_box(38) == (12, 12, 28, 28)  # row 1, col 1
+    assert overlap.patch_box(1368) == (432, 432, 448, 448)  # the last patch ends at the border
+    non_overlap = vit_b16(split="non-overlap")  # 28 x 28, stride 16
+    assert non_overlap.patch_box(29) == (16, 16, 32, 32)
+    with pytest.raises(IndexError, match="outside the 28 x 28 grid"):
+        non_overlap.patch_box(784)

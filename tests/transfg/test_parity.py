@@ -7,6 +7,7 @@ import reference_numpy as ref
 import torch
 
 import transfg.jittor  # noqa: F401  (prepares jittor before it is imported)
+
 import jittor as jt  # isort: skip
 from transfg.config import tiny
 from transfg.jittor import losses as jl

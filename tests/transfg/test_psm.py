@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import transfg.jittor  # noqa: F401
+
 import jittor as jt  # isort: skip
 from transfg.config import vit_b16
 from transfg.jittor import model as jm

@@ -221,7 +221,7 @@ def test_pickles_and_non_checkpoints_are_refused(tmp_path):
         load_checkpoint(pickled)
     text = tmp_path / "notes.npz"
     text.write_text("hello")
-    with pytest.raises(ValueError, match="notes.npz: not a readable"):
+    with pytest.raises(ValueError, match=r"notes\.npz: not a readable"):
         load_checkpoint(text)
     plain = tmp_path / "plain.npz"
     np.savez(plain, a=np.zeros(3))

@@ -34,5 +34,8 @@ def con_loss(features: jt.Var, labels: jt.Var, alpha: float = 0.4) -> jt.Var:
 def transfg_loss(logits, cls_feature, labels, config: ModelConfig) -> dict[str, jt.Var]:
     """{'loss': total, 'ce': classification, 'contrastive': con_loss or 0}, each weight 1."""
     ce = classification_loss(logits, labels, config.smoothing)
-    contrastive = con_loss(cls_feature, labels, config.alpha) if config.contrastive else jt.zeros(())
+    if config.contrastive:
+        contrastive = con_loss(cls_feature, labels, config.alpha)
+    else:
+        contrastive = jt.zeros(())
     return {"loss": ce + contrastive, "ce": ce, "contrastive": contrastive}

@@ -1,8 +1,9 @@
 """TransFG and the ViT baseline in Jittor (the implementation under audit).
 
 Read beside `transfg/torch/model.py`: the same classes, attributes and state-dict keys, differing
-only where the frameworks do (`execute` for `forward`, `detach` for `no_grad`, jittor's argmax returning
-(index, value)). Semantics: spec/transfg.md, "Model".
+only where the frameworks do: `execute` for `forward`, `detach()` for `no_grad` (never
+`stop_grad()`, which jittor applies in place and would cut the gradient through attention), and
+jittor's argmax returning (index, value). Semantics: spec/transfg.md, "Model".
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ class PartAttention(nn.Module):
 
 
 def literal_part_selection(attn_weights: list[jt.Var]) -> jt.Var:
-    """The official code's full T x T product; a test and benchmark oracle, never used in training."""
+    """The official code's full T x T product: a test and benchmark oracle, not used in training."""
     last_map = attn_weights[0]
     for weights in attn_weights[1:]:
         last_map = weights @ last_map  # (B, H, T, T)

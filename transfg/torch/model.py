@@ -110,7 +110,7 @@ class PartAttention(nn.Module):
 
 
 def literal_part_selection(attn_weights: list[torch.Tensor]) -> torch.Tensor:
-    """The official code's full T x T product; a test and benchmark oracle, never used in training."""
+    """The official code's full T x T product: a test and benchmark oracle, not used in training."""
     last_map = attn_weights[0]
     for weights in attn_weights[1:]:
         last_map = weights @ last_map  # (B, H, T, T)
@@ -173,8 +173,8 @@ class VisionTransformer(nn.Module):
     forward(x) -> (logits (B, classes), out) with out holding:
       cls_feature (B, D): the normalised CLS token, input of the head and the contrastive loss;
       attn_weights: list of (B, H, T, T) per encoder block (for rollout heatmaps);
-      part_inx (B, K), TransFG only: selected patch per head, row-major in config.grid, so that
-        patch i covers input pixels from (i // cols * stride, i % cols * stride), 16 px square.
+      part_inx (B, K), TransFG only: the patch each head selects, row-major in config.grid;
+        config.patch_box(i) gives its pixels in the input (for drawing boxes).
     """
 
     def __init__(self, config: ModelConfig):

@@ -1,0 +1,66 @@
+"""What every benchmark needs: timing with warm-up, the machine's description, result files."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def median_seconds(fns: dict[str, Callable[[], object]], warmup: int, repeats: int
+                   ) -> dict[str, float]:
+    """Median wall time of each `fn()` over `repeats` calls, after `warmup` untimed calls (which
+    also absorb jittor's one-off operator compilation). The calls are interleaved (a, b, a, b...)
+    so that a machine slowing down or speeding up affects every measurement alike. Each `fn`
+    must block until its work is done."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f
+                        if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    gpu = None
+    try:
+        done = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=30)
+        gpu = done.stdout.strip() or None
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "os": platform.platform(),
+            "python": platform.python_version()}
+
+
+def write_results(name: str, payload: dict, table: str) -> Path:
+    """bench/results/<name>.json and .md, stamped with the time and the machine."""
+    RESULTS.mkdir(exist_ok=True)
+    payload = {"benchmark": name, "when": datetime.now(UTC).isoformat(timespec="seconds"),
+               "machine": machine(), **payload}
+    (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    m = payload["machine"]
+    header = (f"# {name}\n\n{payload['when']}; {m['cpu']}, {m['cores']} cores"
+              f"{', GPU ' + m['gpu'] if m['gpu'] else ', no GPU'}; Python {m['python']}\n\n")
+    path = RESULTS / f"{name}.md"
+    path.write_text(header + table + "\n")
+    return path
