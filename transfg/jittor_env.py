@@ -12,9 +12,10 @@ Jittor decides two things at import time that break on ordinary machines:
    with links, so jittor compiles its oneDNN operators against it and downloads nothing. Where no
    system oneDNN exists, `use_mkl=0` keeps jittor working with slower matrix products.
 
-`prepare_jittor()` does both, changes nothing the user set explicitly (`nvcc_path`, `use_mkl`),
-and reports what it chose. Every module that imports jittor goes through `transfg.jittor`, which
-calls it first.
+`prepare_jittor()` does both, changes nothing the user set explicitly (`nvcc_path`, `use_mkl`,
+`log_silent`), and reports what it chose. It also quiets jittor's start-up log (a dozen info lines
+per process; `log_silent=0` brings them back); jittor's errors still arrive as exceptions.
+Every module that imports jittor goes through `transfg.jittor`, which calls it first.
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def prepare_jittor(environ: os._Environ | dict | None = None) -> JittorSetup:
         cuda = cuda_usable()
         if not cuda:
             env["nvcc_path"] = ""
-    env.setdefault("log_silent", "1")  # jittor's per-compile info lines; errors still print
+    env.setdefault("log_silent", "1")
 
     if env.get("use_mkl", "1") != "1":
         return JittorSetup(cuda, "off", None, f"use_mkl={env['use_mkl']} was set by the user")

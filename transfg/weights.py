@@ -228,7 +228,9 @@ def from_google(npz: Mapping[str, np.ndarray], config: ModelConfig, rng: np.rand
         raise ValueError(f"part_layer_init={part_layer_init!r}; allowed: random, pretrained")
     missing = [key for key in google_keys(config, part_layer_init) if key not in npz]
     if missing:
-        shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" * (len(missing) > 8))
+        shown = ", ".join(missing[:8])
+        if len(missing) > 8:
+            shown += f" and {len(missing) - 8} more"
         raise KeyError(f"{source}: missing {len(missing)} key(s) needed for a "
                        f"{config.num_layers}-layer {config.variant} model: {shown}")
     p, d, m = config.patch_size, config.hidden_size, config.mlp_dim

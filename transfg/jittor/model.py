@@ -109,6 +109,15 @@ def literal_part_selection(attn_weights: list[jt.Var]) -> jt.Var:
     return index
 
 
+def run_blocks(blocks, hidden_states: jt.Var) -> tuple[jt.Var, list[jt.Var]]:
+    """Run the blocks in order; return the output and each block's attention probabilities."""
+    attn_weights = []
+    for block in blocks:
+        hidden_states, weights = block(hidden_states)
+        attn_weights.append(weights)
+    return hidden_states, attn_weights
+
+
 class Encoder(nn.Module):
     """TransFG: L-1 blocks, then the selected parts (with CLS) through part_layer and part_norm."""
 
@@ -119,10 +128,7 @@ class Encoder(nn.Module):
         self.part_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def execute(self, hidden_states: jt.Var) -> tuple[jt.Var, dict]:
-        attn_weights = []
-        for layer in self.layer:
-            hidden_states, weights = layer(hidden_states)
-            attn_weights.append(weights)
+        hidden_states, attn_weights = run_blocks(self.layer, hidden_states)
         part_inx = self.part_select(attn_weights)  # (B, K)
         B, K = part_inx.shape
         index = (part_inx + 1).unsqueeze(-1).broadcast((B, K, hidden_states.shape[-1]))
@@ -141,10 +147,7 @@ class ViTEncoder(nn.Module):
         self.encoder_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def execute(self, hidden_states: jt.Var) -> tuple[jt.Var, dict]:
-        attn_weights = []
-        for layer in self.layer:
-            hidden_states, weights = layer(hidden_states)
-            attn_weights.append(weights)
+        hidden_states, attn_weights = run_blocks(self.layer, hidden_states)
         return self.encoder_norm(hidden_states), {"attn_weights": attn_weights}
 
 

@@ -117,6 +117,15 @@ def literal_part_selection(attn_weights: list[torch.Tensor]) -> torch.Tensor:
     return last_map[:, :, 0, 1:].argmax(dim=-1)
 
 
+def run_blocks(blocks, hidden_states: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Run the blocks in order; return the output and each block's attention probabilities."""
+    attn_weights = []
+    for block in blocks:
+        hidden_states, weights = block(hidden_states)
+        attn_weights.append(weights)
+    return hidden_states, attn_weights
+
+
 class Encoder(nn.Module):
     """TransFG: L-1 blocks, then the selected parts (with CLS) through part_layer and part_norm."""
 
@@ -128,10 +137,7 @@ class Encoder(nn.Module):
         self.part_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        attn_weights = []
-        for layer in self.layer:
-            hidden_states, weights = layer(hidden_states)
-            attn_weights.append(weights)
+        hidden_states, attn_weights = run_blocks(self.layer, hidden_states)
         part_inx = self.part_select(attn_weights)  # (B, K)
         index = (part_inx + 1).unsqueeze(-1).expand(-1, -1, hidden_states.shape[-1])  # skip CLS
         parts = hidden_states.gather(1, index)  # (B, K, D), from block L-1, not normalised
@@ -150,10 +156,7 @@ class ViTEncoder(nn.Module):
         self.encoder_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        attn_weights = []
-        for layer in self.layer:
-            hidden_states, weights = layer(hidden_states)
-            attn_weights.append(weights)
+        hidden_states, attn_weights = run_blocks(self.layer, hidden_states)
         return self.encoder_norm(hidden_states), {"attn_weights": attn_weights}
 
 
