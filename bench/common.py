@@ -52,15 +52,16 @@ def machine() -> dict:
             "python": platform.python_version()}
 
 
-def write_results(name: str, payload: dict, table: str) -> Path:
-    """bench/results/<name>.json and .md, stamped with the time and the machine."""
-    RESULTS.mkdir(exist_ok=True)
+def write_results(name: str, payload: dict, table: str, folder: Path = RESULTS) -> Path:
+    """<folder>/<name>.json and .md (bench/results/ by default), stamped with the time and the
+    machine."""
+    folder.mkdir(parents=True, exist_ok=True)
     payload = {"benchmark": name, "when": datetime.now(UTC).isoformat(timespec="seconds"),
                "machine": machine(), **payload}
-    (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    (folder / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
     m = payload["machine"]
     header = (f"# {name}\n\n{payload['when']}; {m['cpu']}, {m['cores']} cores"
               f"{', GPU ' + m['gpu'] if m['gpu'] else ', no GPU'}; Python {m['python']}\n\n")
-    path = RESULTS / f"{name}.md"
+    path = folder / f"{name}.md"
     path.write_text(header + table + "\n")
     return path

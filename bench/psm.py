@@ -10,9 +10,10 @@ baseline at 448 px overlap (1370 tokens), with the TransFG/ViT ratios.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
-from common import median_seconds, write_results
+from common import RESULTS, median_seconds, write_results
 
 from transfg.config import vit_b16
 from transfg.weights import init_state
@@ -92,6 +93,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--image-size", type=int, default=448)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder for the results")
     args = parser.parse_args()
     config = vit_b16(image_size=args.image_size)
     runner = torch_runner if args.framework == "torch" else jittor_runner
@@ -111,7 +113,8 @@ def main() -> None:
     print(table)
     name = f"psm-{args.framework}-{args.image_size}px-b{args.batch}"
     path = write_results(name, {"framework": args.framework, "config": config.to_dict(),
-                                "batch": args.batch, "seconds": t, "ratios": ratios}, table)
+                                "batch": args.batch, "seconds": t, "ratios": ratios}, table,
+                         args.results)
     print(f"\nwritten: {path}")
 
 

@@ -18,9 +18,10 @@ import json
 import resource
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
-from common import median_seconds, write_results
+from common import RESULTS, median_seconds, write_results
 
 from transfg.config import tiny
 from transfg.weights import init_state
@@ -116,6 +117,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--steps", type=int, default=20, help="timed steps (after 3 warm-up)")
     parser.add_argument("--worker", choices=("torch", "jittor"), help=argparse.SUPPRESS)
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder for the results")
     args = parser.parse_args()
     config = tiny(**PRESETS[args.preset])
     if args.worker:
@@ -145,7 +147,7 @@ def main() -> None:
     device = t["device"]
     path = write_results(f"train-step-{args.preset}-{device}",
                          {"config": config.to_dict(), "batch": args.batch, "steps": args.steps,
-                          "results": results, "ratios": ratios}, table)
+                          "results": results, "ratios": ratios}, table, args.results)
     print(f"\nwritten: {path}")
 
 

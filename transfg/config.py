@@ -39,7 +39,9 @@ class ModelConfig:
     posemb_resize: PosembResize = "bilinear-align-corners"
     # Losses (spec/transfg.md, "Losses").
     smoothing: float = 0.0  # label smoothing; 0 = plain cross-entropy, as the official default
-    contrastive: bool = True  # the contrastive loss on the CLS feature (the official TransFG)
+    # The contrastive loss on the CLS feature: on in the official TransFG; the paper's ViT baseline
+    # is trained without it (the Jittor reproduction's "ViT" kept it), so say which you mean.
+    contrastive: bool = True
     alpha: float = 0.4  # contrastive margin for negative pairs (the official code hard-codes 0.4)
 
     def __post_init__(self) -> None:

@@ -54,15 +54,16 @@ class Pair:
         self.jittor = jm.VisionTransformer(self.config)
         jw.load_state(self.jittor, self.state)
 
-    def torch_loss(self):
+    def torch_loss(self, smoothing=0.0):
         logits, out = self.torch(torch.from_numpy(self.images))
+        config = self.config.replace(smoothing=smoothing)
         return logits, out, tl.transfg_loss(logits, out["cls_feature"],
-                                            torch.from_numpy(LABELS), self.config)
+                                            torch.from_numpy(LABELS), config)
 
-    def jittor_loss(self):
+    def jittor_loss(self, smoothing=0.0):
         logits, out = self.jittor(jt.array(self.images))
-        return logits, out, jl.transfg_loss(logits, out["cls_feature"], jt.array(LABELS),
-                                            self.config)
+        config = self.config.replace(smoothing=smoothing)
+        return logits, out, jl.transfg_loss(logits, out["cls_feature"], jt.array(LABELS), config)
 
     def reference(self):
         c = self.config
@@ -94,15 +95,13 @@ def test_logits_and_selected_parts_agree(pair):
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 def test_losses_agree(pair, smoothing):
-    pair.config = pair.config.replace(smoothing=smoothing)
-    _, _, t_loss = pair.torch_loss()
-    _, _, j_loss = pair.jittor_loss()
+    _, _, t_loss = pair.torch_loss(smoothing)
+    _, _, j_loss = pair.jittor_loss(smoothing)
     r_logits, r_feature, _ = pair.reference()
     r_ce, r_con = ref.losses(r_logits, r_feature, LABELS, smoothing=smoothing, alpha=0.4)
     for name, expected in (("ce", r_ce), ("contrastive", r_con), ("loss", r_ce + r_con)):
         assert abs(float(t_loss[name].item()) - expected) < 1e-5, name
         assert abs(float(j_loss[name].item()) - expected) < 1e-5, name
-    pair.config = pair.config.replace(smoothing=0.0)
 
 
 def test_contrastive_loss_alpha_is_a_parameter():

@@ -1,0 +1,33 @@
+"""The benchmarks still run and report their side-by-side ratios (at toy sizes; the figures
+themselves are recorded in bench/results/, never asserted here)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).parents[2] / "bench"
+
+
+def run(script, *args):
+    done = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_psm_benchmark_reports_both_ways_and_the_forward_ratio(tmp_path):
+    out = run("psm.py", "--image-size", "64", "--repeats", "1", "--results", str(tmp_path))
+    assert "| psm_literal_over_fast |" in out and "| transfg_over_vit |" in out
+    result = json.loads((tmp_path / "psm-torch-64px-b1.json").read_text())
+    assert result["config"]["image_size"] == 64 and result["machine"]["cores"] >= 1
+    assert set(result["ratios"]) == {"psm_literal_over_fast", "transfg_over_vit",
+                                     "transfg_literal_over_vit"}
+
+
+def test_train_step_benchmark_compares_the_frameworks(tmp_path):
+    out = run("train_step.py", "--batch", "4", "--steps", "2", "--results", str(tmp_path))
+    assert "| jittor_over_torch_throughput |" in out
+    result = json.loads((tmp_path / "train-step-tiny-cpu.json").read_text())
+    assert {"torch", "jittor"} == set(result["results"])
+    assert all(r["images_per_s"] > 0 for r in result["results"].values())
