@@ -2,7 +2,6 @@
 the official code's literal product of full T x T attention maps."""
 
 import numpy as np
-import pytest
 import torch
 
 import transfg.jittor  # noqa: F401
@@ -47,7 +46,6 @@ def test_fast_equals_literal_at_1370_tokens_in_both_frameworks():
     np.testing.assert_array_equal(jm.PartAttention()(j_maps).numpy(), expected)
 
 
-@pytest.mark.slow
 def test_jittor_literal_product_at_1370_tokens():
     maps = attention_maps(np.random.default_rng(1), heads=2)
     expected, _ = oracle(maps)
