@@ -21,7 +21,6 @@ Every module that imports jittor goes through `transfg.jittor`, which calls it f
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import glob
 import json
 import logging
@@ -83,13 +82,10 @@ def find_system_onednn(include_dir: Path = SYSTEM_INCLUDE) -> tuple[Path, Path] 
     """(include dir, shared library) of a system oneDNN, or None."""
     if not (include_dir / "dnnl.hpp").is_file():
         return None
-    name = ctypes.util.find_library("dnnl")
-    candidates = glob.glob(f"/usr/lib/{platform.machine()}-linux-gnu/libdnnl.so*")
-    if name:
-        candidates = [*glob.glob(f"/usr/lib*/{name}"), *candidates]
-    for candidate in sorted(candidates, key=len):
-        if Path(candidate).is_file():
-            return include_dir, Path(candidate)
+    for folder in (f"/usr/lib/{platform.machine()}-linux-gnu", "/usr/lib64", "/usr/lib"):
+        for candidate in sorted(glob.glob(f"{folder}/libdnnl.so*"), key=len):
+            if Path(candidate).is_file():
+                return include_dir, Path(candidate)
     return None
 
 
@@ -102,8 +98,9 @@ def link_system_onednn(target: Path, include_dir: Path, library: Path) -> None:
     half-made folder that jittor would trust.
     """
     staging = target.with_name(f"{target.name}.tmp{os.getpid()}")
-    (staging / "include").mkdir(parents=True, exist_ok=True)
-    (staging / "lib").mkdir(exist_ok=True)
+    shutil.rmtree(staging, ignore_errors=True)  # left by a killed process with our pid
+    (staging / "include").mkdir(parents=True)
+    (staging / "lib").mkdir()
     for pattern in ONEDNN_HEADERS:
         for header in include_dir.glob(pattern):
             (staging / "include" / header.name).symlink_to(header)
@@ -111,9 +108,7 @@ def link_system_onednn(target: Path, include_dir: Path, library: Path) -> None:
     try:
         staging.rename(target)
     except OSError:  # another process made it first; theirs is as good as ours
-        for link in sorted(staging.rglob("*"), key=lambda p: -len(p.parts)):
-            link.unlink() if link.is_symlink() else link.rmdir()
-        staging.rmdir()
+        shutil.rmtree(staging)  # removes the links, never what they point to
 
 
 def prepare_jittor(environ: os._Environ | dict | None = None) -> JittorSetup:

@@ -88,3 +88,13 @@ def test_finds_debians_onednn_on_this_machine():
         pytest.skip("libdnnl-dev is not installed here (the set-up script installs it)")
     include, library = found
     assert (include / "dnnl.hpp").is_file() and library.is_file()
+
+
+def test_a_concurrent_second_linker_leaves_the_first_folder_intact(fake_system):
+    include, library = jittor_env.find_system_onednn()
+    target = mkl_dir(fake_system / "home")
+    target.parent.mkdir(parents=True)
+    jittor_env.link_system_onednn(target, include, library)
+    jittor_env.link_system_onednn(target, include, library)  # lost the race: cleans up after itself
+    assert sorted(p.name for p in target.parent.iterdir()) == [target.name]
+    assert (target / "lib" / "libmkldnn.so").exists() and library.exists()
