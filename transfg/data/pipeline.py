@@ -1,0 +1,98 @@
+"""Deterministic data order and augmentation, independent of framework, worker and process.
+
+- Order: epoch e's permutation of the training set comes from Generator([order_seed, e]); with the
+  official code's quirk (`order="fixed"`: DistributedSampler without set_epoch) every epoch
+  uses epoch 0's permutation.
+- Augmentation: sample i in epoch e is transformed with Generator([augment_seed, e, i]), so it is
+  the same image whichever worker, process or framework asks for it, and in whatever order.
+- Resume: training step s reads epoch s // steps_per_epoch from position
+  (s % steps_per_epoch) * batch; a view that starts there yields exactly the batches an
+  uninterrupted run would have.
+
+Views are plain sequences of (image (3, C, C) float32, label, index) that each framework's own
+parallel loader wraps (`transfg/torch/data.py`, `transfg/jittor/data.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from .readers import Sample
+from .transforms import EvalTransform, TrainTransform, load_rgb
+
+Order = Literal["reshuffle", "fixed"]
+ORDERS = ("reshuffle", "fixed")
+
+
+def sample_rng(augment_seed: int, epoch: int, index: int) -> np.random.Generator:
+    return np.random.default_rng([augment_seed, epoch, index])
+
+
+def epoch_order(n: int, order_seed: int, epoch: int, order: Order = "reshuffle") -> np.ndarray:
+    """The training-set permutation of `epoch`."""
+    if order not in ORDERS:
+        raise ValueError(f"order={order!r}; allowed: {', '.join(ORDERS)}")
+    return np.random.default_rng([order_seed, epoch if order == "reshuffle" else 0]).permutation(n)
+
+
+@dataclass(frozen=True)
+class TrainStream:
+    """Where each training step reads: whole batches only (the official loader drops the last,
+    incomplete batch of an epoch)."""
+
+    n: int  # training images
+    batch: int  # images per step (one process)
+
+    def __post_init__(self):
+        if self.n < self.batch:
+            raise ValueError(f"{self.n} training images cannot fill one batch of {self.batch}")
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.n // self.batch
+
+    def position(self, step: int) -> tuple[int, int]:
+        """(epoch, first position in that epoch's order) of training step `step` (0-based)."""
+        return step // self.steps_per_epoch, step % self.steps_per_epoch * self.batch
+
+
+class TrainView(Sequence):
+    """One epoch of training samples in training order, from position `start` to the end of the
+    epoch's whole batches."""
+
+    def __init__(self, samples: Sequence[Sample], transform: TrainTransform, *, epoch: int,
+                 order_seed: int, augment_seed: int, batch: int, start: int = 0,
+                 order: Order = "reshuffle", loader: Callable = load_rgb):
+        stream = TrainStream(len(samples), batch)
+        self.samples, self.transform, self.loader = samples, transform, loader
+        self.epoch, self.augment_seed = epoch, augment_seed
+        end = stream.steps_per_epoch * batch
+        self.indices = epoch_order(len(samples), order_seed, epoch, order)[start:end]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int) -> tuple[np.ndarray, int, int]:
+        index = int(self.indices[position])
+        sample = self.samples[index]
+        rng = sample_rng(self.augment_seed, self.epoch, index)
+        return self.transform(self.loader(sample.path), rng), sample.label, index
+
+
+class EvalView(Sequence):
+    """Every test sample exactly once, in file order."""
+
+    def __init__(self, samples: Sequence[Sample], transform: EvalTransform,
+                 loader: Callable = load_rgb):
+        self.samples, self.transform, self.loader = samples, transform, loader
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int, int]:
+        sample = self.samples[index]
+        return self.transform(self.loader(sample.path)), sample.label, index
