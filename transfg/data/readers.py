@@ -69,7 +69,8 @@ class DatasetSpec:
 # ------------------------------------------------------------------------------ text lists
 
 def _read_lines(path: Path, problems: Problems) -> Iterator[tuple[int, list[str]]]:
-    """(line number, whitespace-split fields) of each non-empty line; a missing file is a problem."""
+    """(line number, whitespace-split fields) of each non-empty line; a missing file is a
+    problem."""
     if not path.is_file():
         problems.add(path, None, "missing annotation file")
         return
@@ -109,7 +110,8 @@ def _cub_like(root: Path, image_root: Path, split: Split, problems: Problems,
         if image_id not in labels or image_id not in is_train:
             missing = "image_class_labels.txt" if image_id not in labels else \
                 "train_test_split.txt"
-            problems.add(root / "images.txt", line, f"image id {image_id} has no entry in {missing}")
+            problems.add(root / "images.txt", line,
+                         f"image id {image_id} has no entry in {missing}")
             continue
         flag_line, flag = is_train[image_id]
         if flag not in ("0", "1"):
@@ -161,7 +163,8 @@ def nabirds_class_ids(root: Path, problems: Problems) -> list[str]:
 def read_nabirds(root: Path, split: Split, problems: Problems) -> list[Sample]:
     folder = root / "nabirds"
     if not folder.is_dir():
-        problems.add(folder, None, "missing folder (NABirds' files sit in nabirds/ inside the root)")
+        problems.add(folder, None,
+                     "missing folder (NABirds' files sit in nabirds/ inside the root)")
         return []
     index = {raw: i for i, raw in enumerate(nabirds_class_ids(root, Problems("nabirds")))}
     return _cub_like(folder, folder / "images", split, problems,

@@ -50,7 +50,7 @@ def crop(image: Image.Image, top: int, left: int, size: int) -> Image.Image:
 
 def center_offsets(height: int, width: int, size: int) -> tuple[int, int]:
     """(top, left) of a centred size x size window, rounded as torchvision's CenterCrop does."""
-    return int(round((height - size) / 2.0)), int(round((width - size) / 2.0))
+    return round((height - size) / 2.0), round((width - size) / 2.0)
 
 
 def normalize(image: Image.Image) -> np.ndarray:
