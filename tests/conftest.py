@@ -1,5 +1,5 @@
 import sys
 from pathlib import Path
 
-# tests/reference_numpy.py is a helper module, not a test; make it importable everywhere.
+# Helper modules shared by tests (reference_numpy.py, dataset_layouts.py) live in tests/ itself.
 sys.path.insert(0, str(Path(__file__).parent))
