@@ -12,7 +12,7 @@ class ViewDataset(Dataset):
     """Batches of (images (B, 3, C, C) float32, labels (B,) int32, indices (B,) int32) as jittor
     Vars, in the view's order (no jittor shuffling: the order is the view's)."""
 
-    def __init__(self, view: Sequence, batch: int, workers: int = 0, drop_last: bool = True):
+    def __init__(self, view: Sequence, batch: int, workers: int = 0, *, drop_last: bool):
         image = view[0][0]
         # Each worker's shared ring buffer must hold a few batches.
         buffer = max(64 << 20, 4 * batch * image.nbytes)
@@ -25,6 +25,7 @@ class ViewDataset(Dataset):
         return self.view[position]
 
 
-def make_loader(view: Sequence, batch: int, workers: int = 0,
-                drop_last: bool = True) -> ViewDataset:
-    return ViewDataset(view, batch, workers, drop_last)
+def make_loader(view: Sequence, batch: int, workers: int = 0, *,
+                drop_last: bool) -> ViewDataset:
+    """See transfg/torch/data.py: the same batches, as jittor Vars (labels int32)."""
+    return ViewDataset(view, batch, workers, drop_last=drop_last)
