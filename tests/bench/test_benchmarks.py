@@ -31,3 +31,12 @@ def test_train_step_benchmark_compares_the_frameworks(tmp_path):
     result = json.loads((tmp_path / "train-step-tiny-cpu.json").read_text())
     assert {"torch", "jittor"} == set(result["results"])
     assert all(r["images_per_s"] > 0 for r in result["results"].values())
+
+
+def test_data_pipeline_benchmark_compares_with_plain_pil(tmp_path):
+    out = run("data_pipeline.py", "--images", "4", "--repeats", "1", "--gpu-images-per-s", "400",
+              "--results", str(tmp_path))
+    assert "| ratio pipeline / plain PIL |" in out and "| given (400 img/s) |" in out
+    result = json.loads((tmp_path / "data-pipeline.json").read_text())
+    assert result["workers_needed"]["given (400 img/s)"] >= 1
+    assert set(result["rates"]) == {"pipeline", "plain_pil"}
