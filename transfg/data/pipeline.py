@@ -21,11 +21,25 @@ from typing import Literal
 
 import numpy as np
 
-from .readers import Sample
-from .transforms import EvalTransform, TrainTransform, load_rgb
+from transfg.config import ModelConfig
+
+from .readers import DatasetSpec, Sample
+from .transforms import EvalTransform, TrainTransform, load_rgb, resize_for
 
 Order = Literal["reshuffle", "fixed"]
 ORDERS = ("reshuffle", "fixed")
+
+
+def make_transforms(dataset: DatasetSpec, config: ModelConfig,
+                    autoaugment: bool | None = None) -> tuple[TrainTransform, EvalTransform]:
+    """The official transforms for `dataset` at the model's input size: the dataset's own resize
+    when the model uses its crop size (600 for 448, 400 for 304), else the same ratio
+    (tiny configs). AutoAugment follows the official code per dataset unless set (AutoAugment on
+    CUB is a deviation the paper's text implies)."""
+    crop = config.image_size
+    size = dataset.resize if crop == dataset.crop else resize_for(crop)
+    augment = dataset.autoaugment if autoaugment is None else autoaugment
+    return TrainTransform(size, crop, augment), EvalTransform(size, crop)
 
 
 def sample_rng(augment_seed: int, epoch: int, index: int) -> np.random.Generator:
