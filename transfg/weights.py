@@ -272,12 +272,15 @@ def load_google_npz(path: str | os.PathLike, config: ModelConfig, rng: np.random
 # ------------------------------------------------------------------------------ checkpoints
 
 def save_checkpoint(path: str | os.PathLike, state: Mapping[str, np.ndarray], config: ModelConfig,
-                    meta: Mapping | None = None) -> None:
+                    meta: Mapping | None = None,
+                    optimizer: Mapping[str, np.ndarray] | None = None) -> None:
     """Write the model as .npz (plain arrays, no pickle) with a JSON header, atomically: a temporary
-    file in the same folder, fsync, rename. A reader never sees a partial file."""
+    file in the same folder, fsync, rename. A reader never sees a partial file. Training
+    checkpoints add the optimizer's arrays under `optimizer/` (read back by `read_optimizer`)."""
     check_state(state, config, "the state to save")
     header = {"format": CHECKPOINT_FORMAT, "config": config.to_dict(), "meta": dict(meta or {})}
     arrays = {name: np.asarray(value, dtype=np.float32) for name, value in state.items()}
+    arrays |= {f"optimizer/{name}": np.asarray(value) for name, value in (optimizer or {}).items()}
     arrays["__header__"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -296,7 +299,7 @@ def load_checkpoint(path: str | os.PathLike, config: ModelConfig | None = None
                     ) -> tuple[State, ModelConfig, dict]:
     """(state, config, meta) from `save_checkpoint`'s file; no pickle is ever loaded. With `config`,
     the checkpoint must fit that model (e.g. the same image size and number of classes)."""
-    arrays = read_npz(path)
+    arrays = {k: v for k, v in read_npz(path).items() if not k.startswith("optimizer/")}
     raw = arrays.pop("__header__", None)
     try:
         header = json.loads(bytes(raw).decode()) if raw is not None else None
@@ -307,3 +310,9 @@ def load_checkpoint(path: str | os.PathLike, config: ModelConfig | None = None
     saved = ModelConfig.from_dict(header["config"])
     check_state(arrays, config or saved, str(path))
     return arrays, saved, header.get("meta", {})
+
+
+def read_optimizer(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The optimizer arrays a training checkpoint holds (empty for a model-only checkpoint)."""
+    return {k.removeprefix("optimizer/"): v for k, v in read_npz(path).items()
+            if k.startswith("optimizer/")}

@@ -55,11 +55,11 @@ def epoch_order(n: int, order_seed: int, epoch: int, order: Order = "reshuffle")
 
 @dataclass(frozen=True)
 class TrainStream:
-    """Where each training step reads: whole batches only (the official loader drops the last,
+    """Where each optimizer update reads: whole updates only (the official loader drops the last,
     incomplete batch of an epoch)."""
 
     n: int  # training images
-    batch: int  # images per step (one process)
+    batch: int  # images per update, all devices and micro-batches together
 
     def __post_init__(self):
         if self.n < self.batch:
@@ -75,17 +75,30 @@ class TrainStream:
 
 
 class TrainView(Sequence):
-    """One epoch of training samples in training order, from position `start` to the end of the
-    epoch's whole batches."""
+    """One device's training samples of one epoch, in training order, from position `start` (the
+    first image of an update) to the end of the epoch's whole updates.
+
+    An update reads `batch * accumulation * world` consecutive images of the epoch's order, split
+    into micro-batches of `batch`; device `rank` takes micro-batches rank, rank + world, ...
+    So one device accumulating `accumulation * world` micro-batches sees exactly the micro-batches
+    that `world` devices accumulating `accumulation` each see together.
+    """
 
     def __init__(self, samples: Sequence[Sample], transform: TrainTransform, *, epoch: int,
-                 order_seed: int, augment_seed: int, batch: int, start: int = 0,
-                 order: Order = "reshuffle", loader: Callable = load_rgb):
-        stream = TrainStream(len(samples), batch)
+                 order_seed: int, augment_seed: int, batch: int, accumulation: int = 1,
+                 world: int = 1, rank: int = 0, start: int = 0, order: Order = "reshuffle",
+                 loader: Callable = load_rgb):
+        per_update = batch * accumulation * world
+        stream = TrainStream(len(samples), per_update)
+        if start % per_update:
+            raise ValueError(f"start={start} is not the first image of an update "
+                             f"({per_update} images each)")
         self.samples, self.transform, self.loader = samples, transform, loader
         self.epoch, self.augment_seed = epoch, augment_seed
-        end = stream.steps_per_epoch * batch
-        self.indices = epoch_order(len(samples), order_seed, epoch, order)[start:end]
+        end = stream.steps_per_epoch * per_update
+        chunk = epoch_order(len(samples), order_seed, epoch, order)[start:end]
+        micro = chunk.reshape(-1, accumulation * world, batch)[:, rank::world]
+        self.indices = micro.reshape(-1)
 
     def __len__(self) -> int:
         return len(self.indices)

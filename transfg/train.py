@@ -1,0 +1,248 @@
+"""`python -m transfg.train RUN_DIR`: train and evaluate one run described by RUN_DIR/spec.json.
+
+The loop is framework-neutral; `transfg/torch/engine.py` and `transfg/jittor/engine.py` do one
+update, a prediction and the checkpoint state in their framework. Files written into RUN_DIR
+(DESIGN.md): status.json, metrics.jsonl, eval-<step>.npz, checkpoints/last.npz, log.txt and, only
+when the run finished, result.json. Started again, a run resumes from checkpoints/last.npz and
+ends exactly as it would have without the interruption (data order, augmentation and dropout are
+functions of the seeds and the update number, and the optimizer state is checkpointed).
+
+Exit status: 0 finished, 1 failed (error, out of memory), 3 diverged (NaN or infinite loss).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from transfg.data.pipeline import EvalView, TrainStream, TrainView, make_transforms
+from transfg.data.readers import dataset_spec, read_split
+from transfg.run_files import (
+    MetricsLog,
+    read_json,
+    read_metrics,
+    write_atomic,
+    write_json,
+    write_status,
+)
+from transfg.schedule import multiplier
+from transfg.spec import RunSpec, derive_seed, read_spec
+from transfg.weights import (
+    init_state,
+    load_checkpoint,
+    load_google_npz,
+    read_optimizer,
+    save_checkpoint,
+)
+
+log = logging.getLogger("transfg.train")
+CHECKPOINT = "checkpoints/last.npz"
+
+
+class Diverged(RuntimeError):
+    pass
+
+
+def make_engine(spec: RunSpec, state):
+    if spec.framework == "torch":
+        from transfg.torch.engine import Engine
+    else:
+        from transfg.jittor.engine import Engine
+    return Engine(spec, state)
+
+
+def initial_state(spec: RunSpec):
+    rng = np.random.default_rng(spec.seeds.init)
+    if spec.weights:
+        return load_google_npz(spec.weights, spec.model, rng, spec.part_layer_init)
+    return init_state(spec.model, rng)
+
+
+def load_samples(spec: RunSpec):
+    subset = spec.subset or {}
+    train = read_split(spec.dataset, spec.data_root, "train")
+    test = read_split(spec.dataset, spec.data_root, "test")
+    return train[:subset.get("train")], test[:subset.get("test")]
+
+
+def update_batches(spec: RunSpec, engine, samples, transform, first_update: int):
+    """Yield, for each update from `first_update` on, its list of micro-batches."""
+    t = spec.train
+    stream = TrainStream(len(samples), t.batch_size * t.accumulation * spec.devices)
+    epoch, start = stream.position(first_update)
+    while True:
+        view = TrainView(samples, transform, epoch=epoch, order_seed=spec.seeds.order,
+                         augment_seed=spec.seeds.augment, batch=t.batch_size,
+                         accumulation=t.accumulation, start=start, order=t.order)
+        micro = []
+        for batch in engine.loader(view, t.batch_size, drop_last=True):
+            micro.append(batch)
+            if len(micro) == t.accumulation:
+                yield micro
+                micro = []
+        epoch, start = epoch + 1, 0
+
+
+def evaluate(spec: RunSpec, engine, samples, transform, run_dir: Path, step: int) -> float:
+    """Predict every test image once; write eval-<step>.npz (index, label, top-5 classes and
+    softmax scores per example); return the top-1 accuracy."""
+    indices, labels, classes, scores = [], [], [], []
+    view = EvalView(samples, transform)
+    for images, batch_labels, batch_indices in engine.loader(view, spec.train.eval_batch_size,
+                                                             drop_last=False):
+        logits = engine.predict(images).astype(np.float64)
+        probs = np.exp(logits - logits.max(1, keepdims=True))
+        probs /= probs.sum(1, keepdims=True)
+        top = np.argsort(-probs, axis=1, kind="stable")[:, :5]
+        classes.append(top)
+        scores.append(np.take_along_axis(probs, top, 1).astype(np.float32))
+        labels.append(np.asarray(batch_labels).astype(np.int64))
+        indices.append(np.asarray(batch_indices).astype(np.int64))
+    arrays = {"index": np.concatenate(indices), "label": np.concatenate(labels),
+              "top5_classes": np.concatenate(classes), "top5_scores": np.concatenate(scores)}
+    write_atomic(run_dir / f"eval-{step}.npz", lambda f: np.savez(f, **arrays), mode="wb")
+    return float((arrays["top5_classes"][:, 0] == arrays["label"]).mean())
+
+
+def evaluations(run_dir: Path) -> list[dict]:
+    """Every evaluation on disk, by step: {step, accuracy, correct, total}."""
+    rows = []
+    for path in run_dir.glob("eval-*.npz"):
+        with np.load(path, allow_pickle=False) as data:
+            correct = int((data["top5_classes"][:, 0] == data["label"]).sum())
+            total = len(data["label"])
+        rows.append({"step": int(path.stem.split("-")[1]), "accuracy": correct / total,
+                     "correct": correct, "total": total})
+    return sorted(rows, key=lambda r: r["step"])
+
+
+class Progress:
+    """A live line on a terminal; a plain line every ~10% (and at the end) otherwise."""
+
+    def __init__(self, total: int, first: int, stream=sys.stderr):
+        self.total, self.first, self.stream = total, first, stream
+        self.tty = stream.isatty()
+        self.start = time.monotonic()
+        self.every = max(1, total // 10)
+
+    def __call__(self, step: int, row: dict) -> None:
+        if not self.tty and step % self.every and step != self.total:
+            return
+        elapsed = time.monotonic() - self.start
+        left = elapsed / max(step - self.first, 1) * (self.total - step)
+        line = (f"step {step}/{self.total}  loss {row['loss']:.4f}  lr {row['lr']:.2e}  "
+                f"{row['images_per_s']:.1f} img/s  {left:.0f} s left")
+        if self.tty:
+            self.stream.write("\r" + line + ("\n" if step == self.total else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def checkpoint(spec: RunSpec, engine, run_dir: Path, step: int) -> None:
+    state, optimizer = engine.export()
+    (run_dir / "checkpoints").mkdir(exist_ok=True)
+    save_checkpoint(run_dir / CHECKPOINT, state, spec.model,
+                    meta={"step": step, "framework": spec.framework}, optimizer=optimizer)
+
+
+def train(run_dir: Path) -> dict:
+    spec = read_spec(run_dir)
+    if spec.devices != 1:
+        raise NotImplementedError(f"devices={spec.devices}: multi-device runs (torchrun / mpirun) "
+                                  "are not implemented yet; use devices=1 with accumulation")
+    t = spec.train
+    train_samples, test_samples = load_samples(spec)
+    train_transform, eval_transform = make_transforms(dataset_spec(spec.dataset), spec.model,
+                                                      t.autoaugment)
+    engine = make_engine(spec, initial_state(spec))
+    first = 0
+    if (run_dir / CHECKPOINT).exists():
+        state, _, meta = load_checkpoint(run_dir / CHECKPOINT, spec.model)
+        engine.restore(state, read_optimizer(run_dir / CHECKPOINT))
+        first = meta["step"]
+        log.info("resuming from update %d", first)
+    metrics = MetricsLog(run_dir / "metrics.jsonl", first)
+    progress = Progress(t.steps, first)
+    write_status(run_dir, "running", first)
+    started = time.monotonic()
+    batches = update_batches(spec, engine, train_samples, train_transform, first)
+    try:
+        for step in range(first + 1, t.steps + 1):
+            tick = time.monotonic()
+            lr = t.learning_rate * multiplier(step, t.warmup_steps, t.steps, t.decay)
+            engine.seed(derive_seed(spec.seeds.dropout, f"update {step}"))
+            parts = engine.train_step(next(batches), lr)
+            if not math.isfinite(parts["loss"]):
+                raise Diverged(f"loss {parts['loss']} at update {step}")
+            row = {"step": step, "lr": lr, **parts,
+                   "images_per_s": spec.effective_batch / (time.monotonic() - tick),
+                   "memory_mb": engine.memory_mb()}
+            metrics.append(row)
+            progress(step, row)
+            if step % t.eval_every == 0 or step == t.steps:
+                accuracy = evaluate(spec, engine, test_samples, eval_transform, run_dir, step)
+                log.info("update %d: test accuracy %.4f", step, accuracy)
+            if step % t.checkpoint_every == 0 or step == t.steps:
+                checkpoint(spec, engine, run_dir, step)
+                write_status(run_dir, "running", step)
+    finally:
+        metrics.close()
+    evals = evaluations(run_dir)
+    final = evals[-1]
+    best = max(evals, key=lambda r: (r["accuracy"], -r["step"]))
+    rows = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["step"] > first]
+    result = {"final_accuracy": final["accuracy"], "final_step": final["step"],
+              "best_accuracy": best["accuracy"], "best_step": best["step"],
+              "correct": final["correct"], "test_images": final["total"],
+              "train_images": len(train_samples), "evaluations": evals,
+              "effective_batch": spec.effective_batch, "steps": t.steps,
+              "wall_seconds_this_session": time.monotonic() - started,
+              "images_per_s": float(np.median([r["images_per_s"] for r in rows])) if rows else None}
+    write_json(run_dir / "result.json", result)
+    write_status(run_dir, "finished", t.steps)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m transfg.train", description=__doc__
+                                     .split("\n\n")[0])
+    parser.add_argument("run_dir", type=Path)
+    args = parser.parse_args(argv)
+    run_dir = args.run_dir
+    handler = logging.FileHandler(run_dir / "log.txt")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.getLogger("transfg").addHandler(handler)
+    logging.getLogger("transfg").setLevel(logging.INFO)
+    step = 0
+    try:
+        step = read_json(run_dir / "status.json").get("step", 0) \
+            if (run_dir / "status.json").exists() else 0
+        train(run_dir)
+        return 0
+    except Diverged as error:
+        step = int(str(error).rsplit(" ", 1)[1])
+        write_status(run_dir, "diverged", step, str(error))
+        log.error("diverged: %s", error)
+        return 3
+    except Exception as error:  # recorded as the run's failure, then re-raised for the log
+        message = f"{type(error).__name__}: {error}"
+        if "out of memory" in str(error).lower():
+            spec = read_spec(run_dir)
+            message = (f"out of memory with batch_size={spec.train.batch_size} per device "
+                       f"(try a smaller batch_size with a larger accumulation): {error}")
+        write_status(run_dir, "failed", step, message)
+        log.error("failed: %s\n%s", message, traceback.format_exc())
+        print(f"run failed: {message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
