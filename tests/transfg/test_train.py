@@ -1,0 +1,169 @@
+"""`python -m transfg.train RUN_DIR` on the bundled digits with the tiny config: it learns, the two
+frameworks track each other, accumulation is exact, a killed run resumes to the same result, and
+failures are recorded as such."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from transfg.config import tiny
+from transfg.data.bundled import ROOT as DIGITS
+from transfg.run_files import read_json, read_metrics
+from transfg.spec import RunSpec, Seeds, TrainConfig
+from transfg.train import main
+from transfg.weights import load_checkpoint
+
+
+def make_run(folder, framework="torch", seed=0, **train):
+    settings = dict(steps=200, warmup_steps=20, learning_rate=0.03, batch_size=16,
+                    eval_every=100, checkpoint_every=100, workers=0, eval_batch_size=64)
+    spec = RunSpec(framework, tiny(), TrainConfig(**(settings | train)), "digits", str(DIGITS),
+                   Seeds.from_seed(seed))
+    folder.mkdir(parents=True)
+    (folder / "spec.json").write_text(json.dumps(spec.to_dict()))
+    return folder
+
+
+@pytest.mark.parametrize("framework", ["torch", "jittor"])
+def test_tiny_model_learns_the_bundled_digits(tmp_path, framework):
+    run = make_run(tmp_path / framework, framework)
+    assert main([str(run)]) == 0
+    result = read_json(run / "result.json")
+    # Measured: 0.43 (torch) and 0.45 (jittor) after 200 updates; chance is 0.10.
+    assert result["final_accuracy"] > 0.25
+    assert result["test_images"] == 599 and result["final_step"] == 200
+    assert [e["step"] for e in result["evaluations"]] == [100, 200]
+    assert read_json(run / "status.json")["status"] == "finished"
+    with np.load(run / "eval-200.npz") as data:
+        assert sorted(data["index"]) == list(range(599))  # every test image exactly once
+        assert data["top5_classes"].shape == (599, 5)
+        assert np.all(np.diff(data["top5_scores"], axis=1) <= 0)
+    rows = read_metrics(run / "metrics.jsonl")
+    assert [r["step"] for r in rows] == list(range(1, 201))
+    assert rows[0]["lr"] == pytest.approx(0.03 / 20)  # the schedule steps before the optimizer
+    assert rows[-1]["lr"] == 0.0
+
+
+def test_frameworks_track_each_other_over_the_first_updates(tmp_path):
+    losses = {}
+    for framework in ("torch", "jittor"):
+        run = make_run(tmp_path / framework, framework, steps=6, warmup_steps=2, eval_every=6,
+                       checkpoint_every=6)
+        assert main([str(run)]) == 0
+        losses[framework] = [r["loss"] for r in read_metrics(run / "metrics.jsonl")]
+    assert losses["torch"][0] == pytest.approx(losses["jittor"][0], abs=1e-5)
+    np.testing.assert_allclose(losses["jittor"], losses["torch"], atol=1e-3)
+
+
+@pytest.mark.parametrize("framework", ["torch", "jittor"])
+def test_accumulating_four_micro_batches_is_one_update_of_four_contrastive_losses(framework):
+    """4 micro-batches of 8 through the engine == by hand: the mean of four separate TransFG
+    losses (each with its own contrastive term over its 8 images), one clip, one SGD step."""
+    from transfg.torch.losses import transfg_loss
+    from transfg.torch.model import VisionTransformer
+    from transfg.torch.weights import export_state, load_state
+    from transfg.train import make_engine
+    from transfg.weights import init_state
+
+    config = tiny()
+    spec = RunSpec(framework, config, TrainConfig(batch_size=8, accumulation=4, momentum=0.9,
+                                                  max_grad_norm=0.5), "digits", str(DIGITS),
+                   Seeds.from_seed(1))
+    state = init_state(config, np.random.default_rng(2))
+    rng = np.random.default_rng(3)
+    images = rng.normal(size=(32, 3, 64, 64)).astype(np.float32)
+    labels = rng.integers(0, 3, 32)  # few classes: positive pairs in every micro-batch
+    if framework == "torch":
+        wrap = torch.from_numpy
+    else:
+        import transfg.jittor  # noqa: F401
+        import jittor as jt  # isort: skip
+
+        wrap = jt.array
+    engine = make_engine(spec, state)
+    micro = [(wrap(images[i:i + 8]), wrap(labels[i:i + 8]), None) for i in range(0, 32, 8)]
+    engine.train_step(micro, lr=0.1)
+    got = engine.export()[0]
+
+    model = VisionTransformer(config)
+    load_state(model, state)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    logits, out = model(torch.from_numpy(images))
+    y = torch.from_numpy(labels)
+    loss = sum(transfg_loss(logits[i:i + 8], out["cls_feature"][i:i + 8], y[i:i + 8],
+                            config)["loss"] for i in range(0, 32, 8)) / 4
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)
+    optimizer.step()
+    # The reference is PyTorch: float32 rounding across frameworks allows a little more.
+    atol = 2e-6 if framework == "torch" else 1e-5
+    for name, value in export_state(model).items():
+        np.testing.assert_allclose(got[name], value, rtol=0, atol=atol, err_msg=name)
+
+
+def run_process(run, timeout=600):
+    return subprocess.run([sys.executable, "-m", "transfg.train", str(run)], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+KILL_AFTER_FIRST_CHECKPOINT = """
+import signal, subprocess, sys, time
+from pathlib import Path
+run = Path(sys.argv[1])
+process = subprocess.Popen([sys.executable, "-m", "transfg.train", str(run)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+deadline = time.monotonic() + 300
+while not (run / "checkpoints" / "last.npz").exists() and time.monotonic() < deadline:
+    time.sleep(0.01)
+process.send_signal(signal.SIGKILL)
+process.wait()
+"""
+
+
+def test_a_killed_torch_run_resumes_to_the_identical_result(tmp_path):
+    whole = make_run(tmp_path / "whole", steps=120, checkpoint_every=30, eval_every=40)
+    assert run_process(whole).returncode == 0
+    killed = make_run(tmp_path / "killed", steps=120, checkpoint_every=30, eval_every=40)
+    # Launched and killed from a helper process: this test process may have imported jittor,
+    # whose SIGCHLD handler ends the whole process when any child dies of a signal.
+    killer = subprocess.run([sys.executable, "-c", KILL_AFTER_FIRST_CHECKPOINT, str(killed)],
+                            timeout=600)
+    assert killer.returncode == 0
+    status = read_json(killed / "status.json")
+    assert status["status"] == "running" and not (killed / "result.json").exists()
+    assert status["step"] < 120
+    assert run_process(killed).returncode == 0
+    for name in ("eval-40.npz", "eval-80.npz", "eval-120.npz"):
+        with np.load(whole / name) as a, np.load(killed / name) as b:
+            for key in a.files:
+                np.testing.assert_array_equal(a[key], b[key])
+    final_whole = load_checkpoint(whole / "checkpoints" / "last.npz")[0]
+    final_killed = load_checkpoint(killed / "checkpoints" / "last.npz")[0]
+    for name, value in final_whole.items():
+        np.testing.assert_array_equal(final_killed[name], value)
+    a, b = read_metrics(whole / "metrics.jsonl"), read_metrics(killed / "metrics.jsonl")
+    assert [r["loss"] for r in a] == [r["loss"] for r in b]
+
+
+def test_divergence_is_recorded_with_its_step(tmp_path):
+    run = make_run(tmp_path / "nan", steps=50, learning_rate=1e6, warmup_steps=0, max_grad_norm=1e9)
+    done = run_process(run)
+    status = read_json(run / "status.json")
+    assert done.returncode == 3 and status["status"] == "diverged"
+    assert status["step"] >= 1 and not (run / "result.json").exists()
+
+
+def test_a_bad_spec_fails_with_a_named_field(tmp_path):
+    run = make_run(tmp_path / "bad")
+    data = json.loads((run / "spec.json").read_text())
+    data["train"]["decay"] = "exponential"
+    (run / "spec.json").write_text(json.dumps(data))
+    done = run_process(run)
+    assert done.returncode == 1
+    status = read_json(run / "status.json")
+    assert status["status"] == "failed"
+    assert "train.decay='exponential', allowed: cosine, linear" in status["message"]
