@@ -163,6 +163,8 @@ def train(run_dir: Path) -> dict:
     train_transform, eval_transform = make_transforms(dataset_spec(spec.dataset), spec.model,
                                                       t.autoaugment)
     engine = make_engine(spec, initial_state(spec))
+    for stale in run_dir.rglob(".*.tmp"):  # left by a kill during an atomic write: never valid
+        stale.unlink()
     first = 0
     if (run_dir / CHECKPOINT).exists():
         state, _, meta = load_checkpoint(run_dir / CHECKPOINT, spec.model)
