@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import sys
 import time
 import traceback
@@ -80,7 +81,8 @@ def update_batches(spec: RunSpec, engine, samples, transform, first_update: int)
     while True:
         view = TrainView(samples, transform, epoch=epoch, order_seed=spec.seeds.order,
                          augment_seed=spec.seeds.augment, batch=t.batch_size,
-                         accumulation=t.accumulation, start=start, order=t.order)
+                         accumulation=t.accumulation, world=engine.world, rank=engine.rank,
+                         start=start, order=t.order)
         micro = []
         for batch in engine.loader(view, t.batch_size, drop_last=True):
             micro.append(batch)
@@ -91,10 +93,11 @@ def update_batches(spec: RunSpec, engine, samples, transform, first_update: int)
 
 
 def evaluate(spec: RunSpec, engine, samples, transform, run_dir: Path, step: int) -> float:
-    """Predict every test image once; write eval-<step>.npz (index, label, top-5 classes and
-    softmax scores per example); return the top-1 accuracy."""
+    """Predict every test image once (each process a shard); the first process writes
+    eval-<step>.npz (index, label, top-5 classes and softmax scores per example, by index) and
+    gets the top-1 accuracy (the others get NaN)."""
     indices, labels, classes, scores = [], [], [], []
-    view = EvalView(samples, transform)
+    view = EvalView(samples, transform, rank=engine.rank, world=engine.world)
     for images, batch_labels, batch_indices in engine.loader(view, spec.train.eval_batch_size,
                                                              drop_last=False):
         logits = engine.predict(images).astype(np.float64)
@@ -105,8 +108,14 @@ def evaluate(spec: RunSpec, engine, samples, transform, run_dir: Path, step: int
         scores.append(np.take_along_axis(probs, top, 1).astype(np.float32))
         labels.append(np.asarray(batch_labels).astype(np.int64))
         indices.append(np.asarray(batch_indices).astype(np.int64))
-    arrays = {"index": np.concatenate(indices), "label": np.concatenate(labels),
-              "top5_classes": np.concatenate(classes), "top5_scores": np.concatenate(scores)}
+    shard = {"index": np.concatenate(indices), "label": np.concatenate(labels),
+             "top5_classes": np.concatenate(classes), "top5_scores": np.concatenate(scores)}
+    shards = engine.gather(shard)
+    if engine.rank != 0:
+        return float("nan")
+    arrays = {key: np.concatenate([s[key] for s in shards]) for key in shard}
+    order = np.argsort(arrays["index"], kind="stable")
+    arrays = {key: value[order] for key, value in arrays.items()}
     write_atomic(run_dir / f"eval-{step}.npz", lambda f: np.savez(f, **arrays), mode="wb")
     return float((arrays["top5_classes"][:, 0] == arrays["label"]).mean())
 
@@ -155,25 +164,25 @@ def checkpoint(spec: RunSpec, engine, run_dir: Path, step: int) -> None:
 
 def train(run_dir: Path) -> dict:
     spec = read_spec(run_dir)
-    if spec.devices != 1:
-        raise NotImplementedError(f"devices={spec.devices}: multi-device runs (torchrun / mpirun) "
-                                  "are not implemented yet; use devices=1 with accumulation")
     t = spec.train
     train_samples, test_samples = load_samples(spec)
     train_transform, eval_transform = make_transforms(dataset_spec(spec.dataset), spec.model,
                                                       t.autoaugment)
     engine = make_engine(spec, initial_state(spec))
-    for stale in run_dir.rglob(".*.tmp"):  # left by a kill during an atomic write: never valid
-        stale.unlink()
+    lead = engine.rank == 0  # with several processes, only the first writes files
+    if lead:
+        for stale in run_dir.rglob(".*.tmp"):  # left by a kill during an atomic write
+            stale.unlink()
     first = 0
     if (run_dir / CHECKPOINT).exists():
         state, _, meta = load_checkpoint(run_dir / CHECKPOINT, spec.model)
         engine.restore(state, read_optimizer(run_dir / CHECKPOINT))
         first = meta["step"]
         log.info("resuming from update %d", first)
-    metrics = MetricsLog(run_dir / "metrics.jsonl", first)
+    metrics = MetricsLog(run_dir / "metrics.jsonl", first) if lead else None
     progress = Progress(t.steps, first)
-    write_status(run_dir, "running", first)
+    if lead:
+        write_status(run_dir, "running", first)
     started = time.monotonic()
     batches = update_batches(spec, engine, train_samples, train_transform, first)
     try:
@@ -187,16 +196,22 @@ def train(run_dir: Path) -> dict:
             row = {"step": step, "lr": lr, **parts,
                    "images_per_s": spec.effective_batch / (time.monotonic() - tick),
                    "memory_mb": engine.memory_mb()}
-            metrics.append(row)
-            progress(step, row)
+            if lead:
+                metrics.append(row)
+                progress(step, row)
             if step % t.eval_every == 0 or step == t.steps:
                 accuracy = evaluate(spec, engine, test_samples, eval_transform, run_dir, step)
-                log.info("update %d: test accuracy %.4f", step, accuracy)
-            if step % t.checkpoint_every == 0 or step == t.steps:
+                if lead:
+                    log.info("update %d: test accuracy %.4f", step, accuracy)
+            if lead and (step % t.checkpoint_every == 0 or step == t.steps):
                 checkpoint(spec, engine, run_dir, step)
                 write_status(run_dir, "running", step)
     finally:
-        metrics.close()
+        if lead:
+            metrics.close()
+        engine.close()
+    if not lead:
+        return {}
     evals = evaluations(run_dir)
     final = evals[-1]
     best = max(evals, key=lambda r: (r["accuracy"], -r["step"]))
@@ -219,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir", type=Path)
     args = parser.parse_args(argv)
     run_dir = args.run_dir
+    if os.environ.get("RANK", "0") != "0":  # another process of a multi-device run
+        train(run_dir)
+        return 0
     handler = logging.FileHandler(run_dir / "log.txt")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logging.getLogger("transfg").addHandler(handler)

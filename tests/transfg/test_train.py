@@ -212,3 +212,29 @@ process.wait()
     assert not list(run.rglob(".*.tmp"))  # temporaries a kill left behind are cleared
     steps = [r["step"] for r in read_metrics(run / "metrics.jsonl")]
     assert steps == list(range(1, 401))  # resumed runs left neither gaps nor duplicates
+
+
+def test_two_process_ddp_equals_one_process_accumulating_two_micro_batches(tmp_path):
+    """torchrun, gloo on the CPU: 2 processes x 1 micro-batch of 8 == 1 process x 2 micro-batches
+    of 8, update for update (the same images, the same averaged gradient). Tolerance 1e-6: the
+    all-reduce sums the two gradients in another order than accumulation does."""
+    settings = dict(steps=5, warmup_steps=1, batch_size=8, eval_every=5, checkpoint_every=5)
+    single = make_run(tmp_path / "single", accumulation=2, **settings)
+    assert run_process(single).returncode == 0
+    ddp = make_run(tmp_path / "ddp", **settings)
+    data = json.loads((ddp / "spec.json").read_text())
+    data["devices"] = 2
+    (ddp / "spec.json").write_text(json.dumps(data))
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           "--nproc_per_node", "2", "-m", "transfg.train", str(ddp)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    a = load_checkpoint(single / "checkpoints" / "last.npz")[0]
+    b = load_checkpoint(ddp / "checkpoints" / "last.npz")[0]
+    for name, value in a.items():
+        np.testing.assert_allclose(b[name], value, rtol=0, atol=1e-6, err_msg=name)
+    losses = [[r["loss"] for r in read_metrics(run / "metrics.jsonl")] for run in (single, ddp)]
+    np.testing.assert_allclose(losses[1], losses[0], atol=1e-6)
+    with np.load(ddp / "eval-5.npz") as data:
+        assert list(data["index"]) == list(range(599))  # each test image exactly once
+    assert read_json(ddp / "result.json")["effective_batch"] == 16

@@ -111,15 +111,19 @@ class TrainView(Sequence):
 
 
 class EvalView(Sequence):
-    """Every test sample exactly once, in file order."""
+    """Test samples in file order; device `rank` of `world` takes samples rank, rank + world, ...
+    so that the devices together see every test image exactly once (no padding: the official
+    DistributedSampler repeats images to even out the shards)."""
 
     def __init__(self, samples: Sequence[Sample], transform: EvalTransform,
-                 loader: Callable = load_rgb):
+                 loader: Callable = load_rgb, rank: int = 0, world: int = 1):
         self.samples, self.transform, self.loader = samples, transform, loader
+        self.indices = range(rank, len(samples), world)
 
     def __len__(self) -> int:
-        return len(self.samples)
+        return len(self.indices)
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, int, int]:
+    def __getitem__(self, position: int) -> tuple[np.ndarray, int, int]:
+        index = self.indices[position]
         sample = self.samples[index]
         return self.transform(self.loader(sample.path)), sample.label, index

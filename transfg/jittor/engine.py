@@ -22,6 +22,10 @@ class Engine:
 
     def __init__(self, spec: RunSpec, state: State):
         self.spec = spec
+        self.rank, self.world = 0, 1
+        if spec.devices != 1:
+            raise NotImplementedError(f"devices={spec.devices}: multi-device Jittor runs (mpirun) "
+                                      "are not implemented yet; use devices=1 with accumulation")
         if spec.train.precision != "fp32":
             raise ValueError(f"precision={spec.train.precision}: the Jittor engine trains in fp32 "
                              "only (jittor 1.3 has no autocast with loss scaling to match)")
@@ -76,6 +80,12 @@ class Engine:
         values = [v for group in self.optimizer.param_groups for v in group["values"]]
         for name, value in zip(self.names, values, strict=True):
             value.assign(optimizer[f"momentum/{name}"])
+
+    def gather(self, value) -> list:
+        return [value]
+
+    def close(self) -> None:
+        pass
 
     def memory_mb(self) -> float | None:
         return None

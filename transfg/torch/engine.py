@@ -7,10 +7,13 @@ schedule, evaluation, files) is framework-neutral and lives in `transfg/train.py
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Sequence
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from transfg.spec import RunSpec
 from transfg.weights import State
@@ -28,12 +31,26 @@ class Engine:
 
     def __init__(self, spec: RunSpec, state: State):
         self.spec = spec
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.rank, self.world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+        if self.world != spec.devices:
+            raise ValueError(f"devices={spec.devices} in the spec, but {self.world} process(es) "
+                             f"were started (launch with torchrun --nproc_per_node "
+                             f"{spec.devices})")
+        if torch.cuda.is_available():
+            local = int(os.environ.get("LOCAL_RANK", 0))
+            torch.cuda.set_device(local)
+            self.device = torch.device("cuda", local)
+        else:
+            self.device = torch.device("cpu")
         if spec.train.precision != "fp32" and self.device.type != "cuda":
             raise ValueError(f"precision={spec.train.precision} needs a GPU; use fp32 on the CPU")
         self.model = VisionTransformer(spec.model)
         load_state(self.model, state, "initial weights")
         self.model.to(self.device).train()
+        self.forward = self.model
+        if self.world > 1:  # torchrun's environment; gradients averaged over the processes
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+            self.forward = DistributedDataParallel(self.model)
         self.names = [name for name, _ in self.model.named_parameters()]
         t = spec.train
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=t.learning_rate,
@@ -58,15 +75,22 @@ class Engine:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
         totals = {"loss": 0.0, "ce": 0.0, "contrastive": 0.0}
-        for images, labels, _ in micro_batches:
+        for k, (images, labels, _) in enumerate(micro_batches):
             images, labels = images.to(self.device), labels.to(self.device)
-            with self.autocast():
-                logits, out = self.model(images)
-                parts = transfg_loss(logits.float(), out["cls_feature"].float(), labels,
-                                     self.spec.model)
-            self.scaler.scale(parts["loss"] / len(micro_batches)).backward()
+            last = k == len(micro_batches) - 1  # only then do the processes average gradients
+            sync = contextlib.nullcontext() if last or self.world == 1 else self.forward.no_sync()
+            with sync:
+                with self.autocast():
+                    logits, out = self.forward(images)
+                    parts = transfg_loss(logits.float(), out["cls_feature"].float(), labels,
+                                         self.spec.model)
+                self.scaler.scale(parts["loss"] / len(micro_batches)).backward()
             for name in totals:
                 totals[name] += float(parts[name].detach()) / len(micro_batches)
+        if self.world > 1:  # report the mean over all processes' micro-batches
+            values = torch.tensor([totals[n] for n in totals], dtype=torch.float64)
+            dist.all_reduce(values)
+            totals = {n: float(v) / self.world for n, v in zip(totals, values, strict=True)}
         self.scaler.unscale_(self.optimizer)
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
                                               self.spec.train.max_grad_norm)
@@ -100,6 +124,18 @@ class Engine:
         for name, param in zip(self.names, self.model.parameters(), strict=True):
             buffer = torch.from_numpy(optimizer[f"momentum/{name}"]).to(self.device)
             self.optimizer.state[param]["momentum_buffer"] = buffer
+
+    def gather(self, value) -> list:
+        """Every process's `value`, in rank order (on every process)."""
+        if self.world == 1:
+            return [value]
+        values = [None] * self.world
+        dist.all_gather_object(values, value)
+        return values
+
+    def close(self) -> None:
+        if self.world > 1:
+            dist.destroy_process_group()
 
     def memory_mb(self) -> float | None:
         if self.device.type == "cuda":
