@@ -238,3 +238,16 @@ def test_two_process_ddp_equals_one_process_accumulating_two_micro_batches(tmp_p
     with np.load(ddp / "eval-5.npz") as data:
         assert list(data["index"]) == list(range(599))  # each test image exactly once
     assert read_json(ddp / "result.json")["effective_batch"] == 16
+
+
+@pytest.mark.parametrize("framework", ["torch", "jittor"])
+def test_loader_workers_give_the_same_run(tmp_path, framework):
+    """Jittor's Dataset workers reseed numpy from jittor's signed 32-bit seed: an unchecked seed
+    killed every worker and hung the run. Workers must change nothing but speed."""
+    runs = []
+    for workers in (0, 2):
+        run = make_run(tmp_path / f"w{workers}", framework, steps=20, warmup_steps=2,
+                       eval_every=20, checkpoint_every=20, workers=workers)
+        assert run_process(run, timeout=300).returncode == 0
+        runs.append([r["loss"] for r in read_metrics(run / "metrics.jsonl")])
+    assert runs[0] == runs[1]

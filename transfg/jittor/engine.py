@@ -38,7 +38,9 @@ class Engine:
                                       momentum=t.momentum, weight_decay=t.weight_decay)
 
     def seed(self, seed: int) -> None:
-        jt.set_global_seed(seed)
+        # jittor keeps its seed as a signed 32-bit int and its Dataset workers reseed numpy from
+        # it: a seed >= 2**31 comes back negative and kills every loader worker.
+        jt.set_global_seed(seed % 2**31)
 
     def train_step(self, micro_batches: Sequence, lr: float) -> dict[str, float]:
         self.optimizer.lr = lr
