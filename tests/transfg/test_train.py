@@ -200,14 +200,18 @@ process.wait()
 """
     for delay in rng.uniform(2.0, 6.0, size=4):
         subprocess.run([sys.executable, "-c", script, str(run), str(delay)], timeout=600)
-        assert read_json(run / "status.json")["status"] in ("running", "finished")
+        # On a slow machine a kill may come before a file's first write: check what exists.
+        if (run / "status.json").exists():
+            assert read_json(run / "status.json")["status"] in ("running", "finished")
         for path in run.glob("eval-*.npz"):
             with np.load(path) as data:
                 assert len(data["label"]) == 599
-        load_checkpoint(run / "checkpoints" / "last.npz")  # complete, or it would not load
-        lines = (run / "metrics.jsonl").read_text().splitlines()
-        for line in lines[:-1]:
-            json.loads(line)  # only the very last line may have been cut by the kill
+        if (run / "checkpoints" / "last.npz").exists():
+            load_checkpoint(run / "checkpoints" / "last.npz")  # complete, or it would not load
+        if (run / "metrics.jsonl").exists():
+            lines = (run / "metrics.jsonl").read_text().splitlines()
+            for line in lines[:-1]:
+                json.loads(line)  # only the very last line may have been cut by the kill
     assert run_process(run).returncode == 0
     assert not list(run.rglob(".*.tmp"))  # temporaries a kill left behind are cleared
     steps = [r["step"] for r in read_metrics(run / "metrics.jsonl")]
