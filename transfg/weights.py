@@ -12,7 +12,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Literal
 import numpy as np
 
 from transfg.config import ModelConfig
+from transfg.run_files import write_atomic
 
 log = logging.getLogger("transfg")
 
@@ -282,17 +282,7 @@ def save_checkpoint(path: str | os.PathLike, state: Mapping[str, np.ndarray], co
     arrays = {name: np.asarray(value, dtype=np.float32) for name, value in state.items()}
     arrays |= {f"optimizer/{name}": np.asarray(value) for name, value in (optimizer or {}).items()}
     arrays["__header__"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda f: np.savez(f, **arrays), mode="wb")
 
 
 def load_checkpoint(path: str | os.PathLike, config: ModelConfig | None = None
