@@ -48,7 +48,9 @@ CHECKPOINT = "checkpoints/last.npz"
 
 
 class Diverged(RuntimeError):
-    pass
+    def __init__(self, step: int, loss: float):
+        super().__init__(f"loss {loss} at update {step}")
+        self.step = step
 
 
 def make_engine(spec: RunSpec, state):
@@ -192,7 +194,7 @@ def train(run_dir: Path) -> dict:
             engine.seed(derive_seed(spec.seeds.dropout, f"update {step}"))
             parts = engine.train_step(next(batches), lr)
             if not math.isfinite(parts["loss"]):
-                raise Diverged(f"loss {parts['loss']} at update {step}")
+                raise Diverged(step, parts["loss"])
             row = {"step": step, "lr": lr, **parts,
                    "images_per_s": spec.effective_batch / (time.monotonic() - tick),
                    "memory_mb": engine.memory_mb()}
@@ -241,15 +243,11 @@ def main(argv: list[str] | None = None) -> int:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logging.getLogger("transfg").addHandler(handler)
     logging.getLogger("transfg").setLevel(logging.INFO)
-    step = 0
     try:
-        step = read_json(run_dir / "status.json").get("step", 0) \
-            if (run_dir / "status.json").exists() else 0
         train(run_dir)
         return 0
     except Diverged as error:
-        step = int(str(error).rsplit(" ", 1)[1])
-        write_status(run_dir, "diverged", step, str(error))
+        write_status(run_dir, "diverged", error.step, str(error))
         log.error("diverged: %s", error)
         return 3
     except Exception as error:  # recorded as the run's failure, then re-raised for the log
@@ -258,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
             spec = read_spec(run_dir)
             message = (f"out of memory with batch_size={spec.train.batch_size} per device "
                        f"(try a smaller batch_size with a larger accumulation): {error}")
+        status = run_dir / "status.json"
+        step = read_json(status).get("step", 0) if status.exists() else 0  # last checkpoint
         write_status(run_dir, "failed", step, message)
         log.error("failed: %s\n%s", message, traceback.format_exc())
         print(f"run failed: {message}", file=sys.stderr)

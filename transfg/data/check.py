@@ -11,10 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
-
 from .fingerprint import fingerprint
 from .readers import SPLITS, Problems, Sample, collect_split, dataset_spec
+from .transforms import ImageError, decode
 
 
 @dataclass
@@ -37,16 +36,11 @@ class CheckReport:
 
 
 def _image_mode(sample: Sample) -> tuple[Sample, str | None, str | None]:
-    """(sample, original mode, error): decode fully, as training will."""
+    """(sample, mode as stored, error): decoded exactly as training will decode it."""
     try:
-        with Image.open(sample.path) as image:
-            image.load()
-            image.convert("RGB")
-            return sample, image.mode, None
-    except FileNotFoundError:
-        return sample, None, "missing image file"
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        return sample, None, f"cannot decode image ({error})"
+        return sample, decode(sample.path)[1], None
+    except ImageError as error:
+        return sample, None, error.reason
 
 
 class Progress:

@@ -24,20 +24,29 @@ FILL = (128, 128, 128)  # AutoAugment's fill colour for pixels moved in from out
 
 
 class ImageError(ValueError):
-    """An image file that cannot be decoded; the message names the file."""
+    """An image file that cannot be decoded; the message names the file, `reason` says why."""
+
+    def __init__(self, path: str | Path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.reason = reason
 
 
-def load_rgb(path: str | Path) -> Image.Image:
-    """Decode an image fully and convert it to RGB (grayscale, CMYK, palette and RGBA copies occur
-    in users' datasets). Raises ImageError naming the file for anything undecodable."""
+def decode(path: str | Path) -> tuple[Image.Image, str]:
+    """(the image converted to RGB, its mode as stored): decoded fully, so a truncated file fails
+    here. Grayscale, CMYK, palette and RGBA copies occur in users' datasets."""
     try:
         with Image.open(path) as image:
             image.load()
-            return image.convert("RGB")
+            return image.convert("RGB"), image.mode
     except FileNotFoundError:
-        raise ImageError(f"{path}: missing image file") from None
+        raise ImageError(path, "missing image file") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        raise ImageError(f"{path}: cannot decode image ({error})") from None
+        raise ImageError(path, f"cannot decode image ({error})") from None
+
+
+def load_rgb(path: str | Path) -> Image.Image:
+    """The image as RGB; raises ImageError naming the file for anything undecodable."""
+    return decode(path)[0]
 
 
 def resize(image: Image.Image, size: int) -> Image.Image:

@@ -53,9 +53,14 @@ class Engine:
             self.optimizer.backward(parts["loss"] / len(micro_batches))
             for name in totals:
                 totals[name] += float(parts[name].item()) / len(micro_batches)
+        # Clipped here rather than by optimizer.clip_grad_norm, which computes the same norm but
+        # does not return it: the same coefficient, max / (norm + 1e-6), capped at 1.
         grads = [g for group in self.optimizer.param_groups for g in group["grads"]]
-        norm = float(jt.norm(jt.concat([g.flatten() for g in grads])).item())
-        self.optimizer.clip_grad_norm(self.spec.train.max_grad_norm)
+        total = jt.norm(jt.concat([g.flatten() for g in grads]))
+        coefficient = jt.minimum(self.spec.train.max_grad_norm / (total + 1e-6), 1.0)
+        for g in grads:
+            g.update(g * coefficient)
+        norm = float(total.item())
         self.optimizer.step()
         jt.sync_all()
         return totals | {"grad_norm": norm}
