@@ -18,7 +18,7 @@ import numpy as np
 from transfg.config import ModelConfig
 
 SPEC_VERSION = 1
-FRAMEWORKS = ("torch", "jittor")
+FRAMEWORKS = ("torch", "jittor", "official")  # official: a user's checkout (transfg/official.py)
 DECAYS = ("cosine", "linear")
 PRECISIONS = ("fp32", "fp16", "bf16")
 ORDERS = ("reshuffle", "fixed")
@@ -90,7 +90,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class RunSpec:
-    framework: Literal["torch", "jittor"]
+    framework: Literal["torch", "jittor", "official"]
     model: ModelConfig
     train: TrainConfig
     dataset: str  # a name from transfg.data.readers.DATASETS
@@ -100,6 +100,8 @@ class RunSpec:
     part_layer_init: Literal["random", "pretrained"] = "random"
     devices: int = 1  # processes (GPUs) in the run
     subset: dict[str, int] | None = None  # {"train": n, "test": n}: the first n of each split
+    official_checkout: str | None = None  # framework "official": the user's TACJu/TransFG clone
+    official_python: str | None = None  # its interpreter (default: this one)
     version: int = SPEC_VERSION
     notes: dict[str, Any] = field(default_factory=dict)  # free text the runner records
 
@@ -125,6 +127,9 @@ class RunSpec:
         if self.subset is not None and (set(self.subset) - {"train", "test"} or any(
                 not isinstance(v, int) or v < 1 for v in self.subset.values())):
             yield f"subset={self.subset!r}, allowed: {{'train': n, 'test': n}} with n >= 1"
+        if self.framework == "official" and not self.official_checkout:
+            yield ("official_checkout=None, allowed: the path of a checkout of the official code "
+                   "(github.com/TACJu/TransFG) when framework is 'official'")
         yield from self.train.errors()
 
     def validate(self) -> RunSpec:

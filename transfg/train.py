@@ -7,6 +7,9 @@ when the run finished, result.json. Started again, a run resumes from checkpoint
 ends exactly as it would have without the interruption (data order, augmentation and dropout are
 functions of the seeds and the update number, and the optimizer state is checkpointed).
 
+A spec with framework "official" runs the user's checkout of the official code instead
+(transfg/official.py), with the same files as far as that code allows.
+
 Exit status: 0 finished, 1 failed (error, out of memory), 3 diverged (NaN or infinite loss).
 """
 
@@ -230,6 +233,15 @@ def train(run_dir: Path) -> dict:
     return result
 
 
+def run(run_dir: Path) -> dict:
+    """Train RUN_DIR's spec: ours in torch or jittor, or the user's official checkout."""
+    if read_spec(run_dir).framework == "official":
+        from transfg import official
+
+        return official.run(run_dir)
+    return train(run_dir)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m transfg.train", description=__doc__
                                      .split("\n\n")[0])
@@ -244,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("transfg").addHandler(handler)
     logging.getLogger("transfg").setLevel(logging.INFO)
     try:
-        train(run_dir)
+        run(run_dir)
         return 0
     except Diverged as error:
         write_status(run_dir, "diverged", error.step, str(error))

@@ -1,0 +1,236 @@
+"""The official code as a reference: run a user's checkout of github.com/TACJu/TransFG for one run.
+
+`python -m transfg.train RUN_DIR` hands a spec with framework "official" to `run(run_dir)`, which
+- refuses, naming the field, what the official code cannot do (it is TransFG on ViT-B_16 with a
+  pretrained npz, the contrastive loss with alpha 0.4, the five datasets, fp32 or apex fp16);
+- maps the spec onto the official command line (`train.py --learning_rate ... --split ...`), with
+  the per-process batch times the accumulation as `--train_batch_size` (the official code divides
+  it by `--gradient_accumulation_steps`), and the dataset under the official folder name;
+- launches it under `torch.distributed.run` even on one GPU, through `transfg.official_compat`,
+  which works around the code's portability breaks from the outside, without editing its files:
+  validation calls `dist.barrier()`, which crashes a plain single-GPU run; `apex` (stand-in with
+  torch DDP when it is missing: fp32 only); `scipy.misc.imread` (removed in scipy 1.2) and numpy's
+  removed aliases (`np.int`, `np.float`...);
+- streams its log into `log.txt`, turns the training description lines and "Valid Accuracy" lines
+  into metrics.jsonl and status.json, and writes `result.json` in the shape `transfg.train`
+  writes (final and best-of-evaluations accuracy, every evaluation) when the code ends cleanly.
+
+What cannot be made the same, recorded in result.json under "deviations": the official code
+seeds everything from one seed (ours: `seeds.init`), its training order repeats every epoch
+(DistributedSampler without set_epoch), it pads the test set to a multiple of the process count
+and averages per-process accuracies (the counts in result.json are then derived from the
+accuracy), it cannot resume (a restarted run starts again from step 0), and it writes no
+per-example predictions. The official code divides its accuracy by the visible GPU count: the
+runner must expose exactly `devices` GPUs to the run (CUDA_VISIBLE_DEVICES).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from transfg.config import ModelConfig
+from transfg.data.readers import dataset_spec, read_split
+from transfg.run_files import MetricsLog, read_metrics, write_json, write_status
+from transfg.spec import RunSpec, SpecError, read_spec
+
+DATASET_NAMES = {"cub": "CUB_200_2011", "cars": "car", "dogs": "dog", "nabirds": "nabirds",
+                 "inat2017": "INat2017"}
+VIT_B16 = {"patch_size": 16, "hidden_size": 768, "mlp_dim": 3072, "num_heads": 12,
+           "num_layers": 12, "dropout_rate": 0.1, "attention_dropout_rate": 0.0}
+
+DEVIATIONS = [
+    "one seed (seeds.init) drives all of the official code's randomness",
+    "training order repeats every epoch (DistributedSampler without set_epoch)",
+    "test set padded to a multiple of the process count; accuracy is the mean over processes",
+    "no resume: an interrupted run starts again from step 0",
+]
+
+STEP_LINE = re.compile(r"Training \((\d+) / (\d+) Steps\) \(loss=([-+0-9.eEnaif]+)\)")
+EVAL_STEP = re.compile(r"Global Steps: (\d+)")
+EVAL_ACCURACY = re.compile(r"Valid Accuracy: ([0-9.]+)")
+BEST_ACCURACY = re.compile(r"Best Accuracy: \s*([0-9.]+)")
+
+
+def unsupported(spec: RunSpec) -> list[str]:
+    """Why the official code cannot run this spec (empty when it can)."""
+    m, t, why = spec.model, spec.train, []
+    if spec.dataset not in DATASET_NAMES:
+        why.append(f"dataset={spec.dataset!r}: the official code knows only "
+                   f"{', '.join(DATASET_NAMES)} (it hard-codes their class counts)")
+    if m.variant != "transfg":
+        why.append(f"model.variant={m.variant!r}: the official code trains TransFG only")
+    for name, value in VIT_B16.items():
+        if getattr(m, name) != value:
+            why.append(f"model.{name}={getattr(m, name)!r}: the official ViT-B_16 has {value}")
+    if not m.contrastive or m.alpha != 0.4:
+        why.append(f"model.contrastive={m.contrastive}, model.alpha={m.alpha}: the official code "
+                   "always adds the contrastive loss with alpha 0.4")
+    if m.posemb_resize != ModelConfig.posemb_resize:
+        why.append(f"model.posemb_resize={m.posemb_resize!r}: the official code uses scipy zoom")
+    if not spec.weights:
+        why.append("weights=None: the official code always loads a pretrained ViT-B_16 .npz")
+    if spec.part_layer_init != "random":
+        why.append("part_layer_init='pretrained': the official code leaves part_layer random")
+    if t.precision == "bf16":
+        why.append("train.precision='bf16': the official code has fp32 and apex fp16 only")
+    if t.steps % t.eval_every:
+        why.append(f"train.steps={t.steps} is not a multiple of train.eval_every={t.eval_every}: "
+                   "the official code evaluates only every eval_every steps, so its final-step "
+                   "accuracy would be missing")
+    if spec.subset:
+        why.append(f"subset={spec.subset}: the official code reads whole datasets")
+    default_aa = dataset_spec(spec.dataset).autoaugment if spec.dataset in DATASET_NAMES else None
+    if t.autoaugment is not None and t.autoaugment != default_aa:
+        why.append(f"train.autoaugment={t.autoaugment}: the official code's choice for "
+                   f"{spec.dataset} is fixed ({default_aa})")
+    return why
+
+
+def official_args(spec: RunSpec, run_dir: Path) -> list[str]:
+    """The official train.py's command line for this spec."""
+    m, t = spec.model, spec.train
+    args = [
+        "--name", "run", "--dataset", DATASET_NAMES[spec.dataset],
+        "--data_root", str(run_dir / "official-data"), "--model_type", "ViT-B_16",
+        "--pretrained_dir", str(Path(spec.weights).resolve()),
+        "--output_dir", str(run_dir / "official-output"), "--img_size", str(m.image_size),
+        "--train_batch_size", str(t.batch_size * t.accumulation),
+        "--gradient_accumulation_steps", str(t.accumulation),
+        "--eval_batch_size", str(t.eval_batch_size), "--eval_every", str(t.eval_every),
+        "--learning_rate", repr(t.learning_rate), "--weight_decay", repr(t.weight_decay),
+        "--num_steps", str(t.steps), "--decay_type", t.decay,
+        "--warmup_steps", str(t.warmup_steps), "--max_grad_norm", repr(t.max_grad_norm),
+        "--seed", str(spec.seeds.init), "--smoothing_value", repr(m.smoothing),
+        "--split", m.split, "--slide_step", str(m.slide_step),
+    ]
+    if t.precision == "fp16":
+        args.append("--fp16")
+    return args
+
+
+def command(spec: RunSpec, run_dir: Path) -> list[str]:
+    """torch.distributed.run (one process per device, even for one: see the module docstring)
+    around the compatibility shim around the official train.py."""
+    python = spec.official_python or sys.executable
+    return [python, "-m", "torch.distributed.run", "--standalone",
+            f"--nproc_per_node={spec.devices}", "-m", "transfg.official_compat",
+            str(Path(spec.official_checkout).resolve()), *official_args(spec, run_dir)]
+
+
+def check(spec: RunSpec) -> None:
+    why = unsupported(spec)
+    checkout = Path(spec.official_checkout or "")
+    if not (checkout / "train.py").is_file():
+        why.append(f"official_checkout={spec.official_checkout!r}: no train.py there (clone "
+                   "github.com/TACJu/TransFG and give its folder)")
+    if why:
+        raise SpecError("the official code cannot run this spec: " + "; ".join(why))
+
+
+class LogReader:
+    """Turns the official output (tqdm descriptions separated by carriage returns, logging lines)
+    into metric rows and evaluations as it arrives."""
+
+    def __init__(self, metrics: MetricsLog, run_dir: Path, effective_batch: int):
+        self.metrics, self.run_dir, self.batch = metrics, run_dir, effective_batch
+        self.step, self.eval_step, self.best = 0, None, None
+        self.evaluations: list[dict] = []
+        self.last = (time.monotonic(), 0)
+
+    def feed(self, text: str) -> None:
+        for line in re.split(r"[\r\n]", text):
+            if match := STEP_LINE.search(line):
+                self.on_step(int(match[1]), float(match[3]))
+            elif match := EVAL_STEP.search(line):
+                self.eval_step = int(match[1])
+            elif (match := EVAL_ACCURACY.search(line)) and self.eval_step is not None:
+                self.evaluations.append({"step": self.eval_step, "accuracy": float(match[1])})
+                self.metrics.append({"step": self.eval_step, "eval_accuracy": float(match[1])})
+            elif match := BEST_ACCURACY.search(line):
+                self.best = float(match[1])
+
+    def on_step(self, step: int, loss: float) -> None:
+        if step <= self.step:
+            return
+        now = time.monotonic()
+        seconds, before = now - self.last[0], self.last[1]
+        rate = self.batch * (step - before) / seconds if seconds > 0 else float("nan")
+        self.metrics.append({"step": step, "loss": loss, "images_per_s": rate})
+        if step // 100 != self.step // 100:
+            write_status(self.run_dir, "running", step)
+        self.step, self.last = step, (now, step)
+
+
+def link_dataset(spec: RunSpec, run_dir: Path) -> None:
+    """The official code reads `{data_root}/{its dataset name}`: a folder with one link."""
+    folder = run_dir / "official-data"
+    folder.mkdir(exist_ok=True)
+    link = folder / DATASET_NAMES[spec.dataset]
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(Path(spec.data_root).resolve(), target_is_directory=True)
+
+
+def run(run_dir: Path) -> dict:
+    """Run the official code for RUN_DIR/spec.json; returns result.json's content."""
+    spec = read_spec(run_dir)
+    check(spec)
+    for stale in ("result.json", "metrics.jsonl"):  # no resume: every start is a fresh run
+        (run_dir / stale).unlink(missing_ok=True)
+    link_dataset(spec, run_dir)
+    test_images = len(read_split(spec.dataset, spec.data_root, "test"))
+    train_images = len(read_split(spec.dataset, spec.data_root, "train"))
+    write_status(run_dir, "running", 0)
+    started = time.monotonic()
+    metrics = MetricsLog(run_dir / "metrics.jsonl", 0)
+    reader = LogReader(metrics, run_dir, spec.effective_batch)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    with open(run_dir / "log.txt", "a") as log:
+        log.write("$ " + " ".join(command(spec, run_dir)) + "\n")
+        log.flush()
+        process = subprocess.Popen(command(spec, run_dir), cwd=run_dir, env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            while chunk := process.stdout.read1(65536):
+                text = chunk.decode(errors="replace")
+                log.write(text)
+                log.flush()
+                reader.feed(text)
+        finally:
+            code = process.wait()
+            metrics.close()
+    if code != 0:
+        message = f"the official code exited with status {code}; see log.txt"
+        write_status(run_dir, "failed", reader.step, message)
+        raise RuntimeError(message)
+    if not reader.evaluations:
+        message = "the official code ended without an evaluation in its log; see log.txt"
+        write_status(run_dir, "failed", reader.step, message)
+        raise RuntimeError(message)
+    rates = [r["images_per_s"] for r in read_metrics(run_dir / "metrics.jsonl")
+             if "loss" in r and math.isfinite(r["images_per_s"])]
+    evals = []
+    for row in reader.evaluations:
+        correct = round(row["accuracy"] * test_images)
+        evals.append({**row, "correct": correct, "total": test_images})
+    final = evals[-1]
+    best = max(evals, key=lambda r: (r["accuracy"], -r["step"]))
+    result = {"final_accuracy": final["accuracy"], "final_step": final["step"],
+              "best_accuracy": best["accuracy"], "best_step": best["step"],
+              "official_best_accuracy": reader.best,
+              "correct": final["correct"], "test_images": test_images,
+              "correct_from_accuracy": True, "train_images": train_images, "evaluations": evals,
+              "effective_batch": spec.effective_batch, "steps": spec.train.steps,
+              "wall_seconds_this_session": time.monotonic() - started,
+              "images_per_s": float(np.median(rates)) if rates else None, "deviations": DEVIATIONS}
+    write_json(run_dir / "result.json", result)
+    write_status(run_dir, "finished", spec.train.steps)
+    return result
