@@ -28,7 +28,72 @@ def build_parser() -> argparse.ArgumentParser:
                        help="check that image files exist, without decoding them")
     check.add_argument("--content-hash", action="store_true",
                        help="fingerprint every file's bytes (slow) instead of names and sizes")
+
+    validate = commands.add_parser("validate", help="check protocol files; every error at once "
+                                                    "(exit 2 when any is wrong, nothing written)")
+    validate.add_argument("protocols", nargs="+", metavar="PROTOCOL")
+
+    plan = commands.add_parser("plan", help="the run matrix of protocols: which runs are done, "
+                                            "running, failed or missing, and the compute left")
+    add_matrix_options(plan)
+
+    run = commands.add_parser("run", help="run what is missing, resume what was interrupted, "
+                                          "skip what is done")
+    add_matrix_options(run)
+    run.add_argument("--executor", choices=["local", "slurm", "submitit-local"],
+                     default="local", help="local: a pool over this machine's GPUs or CPU "
+                     "slots; slurm: one Slurm job per run (submitit); submitit-local: the Slurm "
+                     "code path with jobs as local processes")
+    run.add_argument("--jobs", type=int, help="local: runs at once (default: one per GPU "
+                                              "group, or 1 on CPU)")
+    run.add_argument("--retry-failed", action="store_true",
+                     help="run failed and diverged runs again (from their last checkpoint)")
+    run.add_argument("--partition", help="slurm: partition")
+    run.add_argument("--time", type=int, default=24 * 60, metavar="MINUTES",
+                     help="slurm: time limit per job in minutes (default 1440)")
+    run.add_argument("--account", help="slurm: account")
+    run.add_argument("--cpus", type=int, help="slurm: CPUs per job")
+    run.add_argument("--no-wait", action="store_true", help="slurm: submit and return")
+
+    status = commands.add_parser("status", help="a table of the runs in the store (of the "
+                                                "given protocols, or all) and their metrics")
+    status.add_argument("protocols", nargs="*", metavar="PROTOCOL")
+    status.add_argument("--store", default="runs", help="the run store (default: runs/)")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    add_input_options(status)
     return parser
+
+
+def add_input_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-root", help="the dataset folder (overrides the protocol's)")
+    parser.add_argument("--weights", help="Google's pretrained ViT-B_16 .npz")
+    parser.add_argument("--official", metavar="CHECKOUT",
+                        help="a checkout of github.com/TACJu/TransFG (framework 'official')")
+    parser.add_argument("--official-python", metavar="PYTHON",
+                        help="the interpreter for the official code (default: this one)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="the protocols' small smoke size: few steps, a data subset")
+
+
+def add_matrix_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("protocols", nargs="+", metavar="PROTOCOL")
+    parser.add_argument("--store", default="runs", help="the run store (default: runs/)")
+    add_input_options(parser)
+    parser.add_argument("--arms", type=_names, help="only these arms (comma-separated)")
+    parser.add_argument("--frameworks", type=_names, help="only these frameworks")
+    parser.add_argument("--seeds", type=_seeds, help="only these seeds (comma-separated)")
+
+
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(part) for part in _names(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: seeds are integers, comma-separated")\
+            from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +104,76 @@ def main(argv: list[str] | None = None) -> int:
         return doctor.main(as_json=args.json)
     if args.command == "data" and args.data_command == "check":
         return data_check(args)
+    if args.command == "validate":
+        return validate(args)
+    if args.command in ("plan", "run", "status"):
+        return matrix_command(args)
     raise AssertionError(f"unhandled command {args.command}")
+
+
+def validate(args: argparse.Namespace) -> int:
+    from audit.plan import seed_grid
+    from audit.protocol import ProtocolError, load_all
+
+    try:
+        protocols = load_all(args.protocols)
+    except ProtocolError as error:
+        print("\n".join(error.errors), file=sys.stderr)
+        print(f"{len(error.errors)} error(s)", file=sys.stderr)
+        return 2
+    for protocol in protocols:
+        runs = len(protocol.arms) * len(protocol.frameworks) * len(seed_grid(protocol))
+        print(f"{protocol.path}: ok ({len(protocol.arms)} arms, {len(protocol.frameworks)} "
+              f"frameworks, {runs} runs, {len(protocol.claims)} claims, "
+              f"{len(protocol.published)} published figures)")
+    return 0
+
+
+def matrix_command(args: argparse.Namespace) -> int:
+    import json
+
+    from audit import runner
+    from audit.plan import Inputs, PlanError
+    from audit.protocol import ProtocolError, load_all
+    from audit.store import Store
+    from transfg.data.readers import DatasetError
+
+    store = Store(args.store)
+    try:
+        protocols = load_all(args.protocols)
+    except ProtocolError as error:
+        print("\n".join(error.errors), file=sys.stderr)
+        return 2
+    inputs = Inputs(args.data_root, args.weights, args.official, args.official_python,
+                    args.smoke)
+    subset = {k: getattr(args, k, None) for k in ("arms", "frameworks", "seeds")}
+    try:
+        if args.command == "status" and not protocols:
+            rows = runner.store_rows(store)
+            if args.json:
+                print(json.dumps(rows, indent=2))
+            else:
+                runner.print_store_status(rows)
+            return 0
+        if args.command in ("plan", "status"):
+            rows = runner.matrix(store, protocols, inputs, **subset)
+            if args.json if args.command == "status" else False:
+                print(json.dumps([{"protocol": r.run.protocol, "arm": r.run.arm,
+                                   "framework": r.run.framework, "seed": r.run.seed,
+                                   "run_id": r.run.run_id, "state": r.state,
+                                   "missing": r.run.missing, "result": r.result}
+                                  for r in rows], indent=2))
+            else:
+                runner.print_plan(rows, protocols)
+            return 0
+        slurm = {"partition": args.partition, "time_minutes": args.time,
+                 "account": args.account, "cpus": args.cpus}
+        return runner.run(store, protocols, inputs, **subset, executor=args.executor,
+                          jobs=args.jobs, retry_failed=args.retry_failed, slurm=slurm,
+                          wait=not args.no_wait)
+    except (PlanError, DatasetError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 def data_check(args: argparse.Namespace) -> int:

@@ -1,0 +1,87 @@
+"""Executing one run: the part the local and the Slurm executor share."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from audit import provenance
+from audit.store import Store
+from transfg.run_files import read_json
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the claim still keeps the run exclusive
+        pass
+
+
+def train_command(spec: dict, run_dir: Path) -> list[str]:
+    if spec["framework"] == "torch" and spec["devices"] > 1:
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                f"--nproc_per_node={spec['devices']}", "-m", "transfg.train", str(run_dir)]
+    return [sys.executable, "-m", "transfg.train", str(run_dir)]
+
+
+@dataclass
+class Outcome:
+    run_id: str
+    state: str  # done, failed, diverged, interrupted, skipped-done, skipped-running, skipped-failed
+    seconds: float = 0.0
+    message: str = ""
+
+
+def execute(store: Store, run_id: str, spec: dict, fingerprints: dict, *, owner: str = "",
+            env: dict | None = None, retry_failed: bool = False) -> Outcome:
+    """Run (or resume) one run in its own process, unless it is done, running elsewhere, or
+    failed before (retried only with retry_failed)."""
+    claim = store.claim(run_id, owner)
+    if claim is None:
+        return Outcome(run_id, "skipped-running", message="claimed by another runner")
+    try:
+        folder = store.path(run_id)
+        status = store.status(run_id).get("status")
+        if status == "finished" and (folder / "result.json").exists():
+            return Outcome(run_id, "skipped-done")
+        if status in ("failed", "diverged"):
+            if not retry_failed:
+                return Outcome(run_id, "skipped-failed", message=store.status(run_id)
+                               .get("message", ""))
+            store.reset_failed(run_id)
+        store.prepare(run_id, spec)
+        command = train_command(spec, folder)
+        provenance.start(folder, spec, command, fingerprints)
+        started = time.monotonic()
+        with open(folder / "output.txt", "ab") as output:
+            process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, pass_fds=(claim.fd,),
+                                       preexec_fn=_die_with_parent,
+                                       env={**os.environ, **(env or {})})
+            try:
+                code = process.wait()
+            except BaseException:  # Ctrl-C or the job being stopped: stop the run with us
+                process.terminate()
+                process.wait()
+                raise
+        seconds = time.monotonic() - started
+        try:
+            final = read_json(folder / "status.json")
+        except (FileNotFoundError, ValueError):
+            final = {}
+        state = {"finished": "done", "failed": "failed", "diverged": "diverged"}.get(
+            final.get("status"), "interrupted")
+        if state == "done" and code != 0:
+            state = "interrupted"
+        provenance.finish(folder, state, seconds, spec["devices"])
+        return Outcome(run_id, state, seconds, final.get("message", f"exit status {code}"))
+    finally:
+        claim.release()

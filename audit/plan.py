@@ -1,0 +1,202 @@
+"""Protocol -> the run matrix (arm x framework x seed), each run a RunSpec with its run id.
+
+The run id is a versioned hash of everything that affects a run's result and nothing that does
+not: the spec without where the data and weights sit on this machine (data_root,
+official_checkout, official_python), without loader workers and checkpoint spacing (tests show
+they change nothing), plus the fingerprints of the data (file list, labels, sizes) and of the
+weights file (SHA-256), and the official checkout's commit. Two protocols that ask for the same
+run share it; moving the data to another folder keeps the ids.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from audit.protocol import Protocol
+from transfg.spec import RunSpec, Seeds, TrainConfig, derive_seed
+
+ID_VERSION = 1
+NOT_IN_ID = ("data_root", "official_checkout", "official_python", "notes", "effective_batch")
+TRAIN_NOT_IN_ID = ("workers", "checkpoint_every")
+
+
+class PlanError(ValueError):
+    """An option that does not fit the protocol (unknown arm, framework or seed)."""
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What this machine supplies: where the data, the weights and the official code are."""
+    data_root: str | None = None
+    weights: str | None = None
+    official: str | None = None
+    official_python: str | None = None
+    smoke: bool = False
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    protocol: str
+    arm: str
+    framework: str
+    seed: dict[str, int]  # {"seed": s} or {axis: s, ...}
+    spec: RunSpec | None  # None when an input is missing (see `missing`)
+    run_id: str | None
+    missing: str | None = None
+
+    @property
+    def seed_label(self) -> str:
+        return " ".join(f"{axis} {value}" for axis, value in self.seed.items())
+
+    @property
+    def label(self) -> str:
+        return f"{self.arm} / {self.framework} / {self.seed_label}"
+
+
+def seeds_of(seed: dict[str, int]) -> Seeds:
+    """One seed drives every source (Seeds.from_seed); separate axes vary one source each, an
+    axis left out staying at 0. Separate axes all equal to s give the same Seeds as seed s."""
+    if "seed" in seed:
+        return Seeds.from_seed(seed["seed"])
+    return Seeds(**{axis: derive_seed(seed.get(axis, 0), axis)
+                    for axis in ("init", "order", "augment", "dropout")})
+
+
+def seed_grid(protocol: Protocol, only: list[int] | None = None) -> list[dict[str, int]]:
+    axes = protocol.seeds
+    if only is not None:
+        values = {v for values in axes.values() for v in values}
+        unknown = sorted(set(only) - values)
+        if unknown:
+            raise PlanError(f"--seeds {unknown}: not among the protocol's seeds "
+                            f"{sorted(values)}")
+        axes = {axis: tuple(v for v in values if v in only) for axis, values in axes.items()}
+    names = list(axes)
+    return [dict(zip(names, combo, strict=True))
+            for combo in itertools.product(*(axes[n] for n in names))]
+
+
+@dataclass
+class Fingerprints:
+    """Data and weights fingerprints, computed once per process per input."""
+    data: dict[tuple[str, str, tuple | None], str] = field(default_factory=dict)
+    weights: dict[str, str] = field(default_factory=dict)
+    official: dict[str, str] = field(default_factory=dict)
+
+    def of_data(self, dataset: str, root: str, subset: dict | None) -> str:
+        key = (dataset, str(Path(root).resolve()), tuple(sorted((subset or {}).items())))
+        if key not in self.data:
+            from transfg.data.fingerprint import fingerprint
+            from transfg.data.readers import read_split
+
+            splits = {s: read_split(dataset, root, s)[:(subset or {}).get(s)]
+                      for s in ("train", "test")}
+            self.data[key] = fingerprint(root, splits)["sha256"]
+        return self.data[key]
+
+    def of_weights(self, path: str) -> str:
+        path = str(Path(path).resolve())
+        if path not in self.weights:
+            from transfg.data.fingerprint import file_sha256
+
+            self.weights[path] = file_sha256(Path(path))
+        return self.weights[path]
+
+    def of_official(self, checkout: str) -> str:
+        if checkout not in self.official:
+            try:
+                commit = subprocess.run(["git", "-C", checkout, "rev-parse", "HEAD"],
+                                        capture_output=True, text=True, check=True).stdout
+            except (OSError, subprocess.CalledProcessError):
+                commit = "not a git checkout"
+            self.official[checkout] = commit.strip()
+        return self.official[checkout]
+
+
+FINGERPRINTS = Fingerprints()
+
+
+def run_id(spec: RunSpec, fingerprints: Fingerprints = FINGERPRINTS) -> str:
+    content = spec.to_dict()
+    for key in NOT_IN_ID:
+        content.pop(key, None)
+    for key in TRAIN_NOT_IN_ID:
+        content["train"].pop(key)
+    content["data_fingerprint"] = fingerprints.of_data(spec.dataset, spec.data_root, spec.subset)
+    content["weights_sha256"] = fingerprints.of_weights(spec.weights) if spec.weights else None
+    if spec.framework == "official":
+        content["official_commit"] = fingerprints.of_official(spec.official_checkout)
+    text = json.dumps({"id_version": ID_VERSION, "spec": content}, sort_keys=True)
+    return f"r{ID_VERSION}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+
+def data_root(protocol: Protocol, inputs: Inputs) -> str | None:
+    root = inputs.data_root or protocol.data_root
+    if root == "bundled":
+        from transfg.data.bundled import ROOT
+
+        return str(ROOT)
+    if root is not None and not Path(root).is_absolute():  # relative to the protocol file
+        root = str((protocol.path.parent / root).resolve())
+    return root
+
+
+def smoke_train(train: TrainConfig, protocol: Protocol) -> TrainConfig:
+    steps = protocol.smoke.steps
+    return dataclasses.replace(train, steps=steps, warmup_steps=min(train.warmup_steps,
+                                                                     steps // 10),
+                               eval_every=min(train.eval_every, steps),
+                               checkpoint_every=min(train.checkpoint_every, steps))
+
+
+def plan(protocol: Protocol, inputs: Inputs = Inputs(), arms: list[str] | None = None,
+         frameworks: list[str] | None = None, seeds: list[int] | None = None,
+         fingerprints: Fingerprints = FINGERPRINTS) -> list[PlannedRun]:
+    """Every run of the protocol (optionally a subset), in arm, framework, seed order."""
+    for option, chosen, allowed in (("--arms", arms, list(protocol.arms)),
+                                    ("--frameworks", frameworks, list(protocol.frameworks))):
+        unknown = sorted(set(chosen or []) - set(allowed))
+        if unknown:
+            raise PlanError(f"{option} {', '.join(unknown)}: not in {protocol.path}; "
+                            f"allowed: {', '.join(allowed)}")
+    root = data_root(protocol, inputs)
+    runs = []
+    for arm_name, arm in protocol.arms.items():
+        if arms and arm_name not in arms:
+            continue
+        train = smoke_train(arm.train, protocol) if inputs.smoke else arm.train
+        subset = {"train": protocol.smoke.train, "test": protocol.smoke.test} \
+            if inputs.smoke else None
+        for framework in protocol.frameworks:
+            if frameworks and framework not in frameworks:
+                continue
+            for seed in seed_grid(protocol, seeds):
+                missing = None
+                if root is None:
+                    missing = f"needs --data-root (a folder holding {protocol.dataset})"
+                elif protocol.weights and not inputs.weights:
+                    missing = f"needs --weights (the protocol expects {protocol.weights})"
+                elif framework == "official" and not inputs.official:
+                    missing = "needs --official (a checkout of github.com/TACJu/TransFG)"
+                if missing:
+                    runs.append(PlannedRun(protocol.name, arm_name, framework, seed, None, None,
+                                           missing))
+                    continue
+                spec = RunSpec(
+                    framework, arm.model, train, protocol.dataset, root, seeds_of(seed),
+                    weights=str(Path(inputs.weights).resolve()) if protocol.weights else None,
+                    part_layer_init=arm.part_layer_init, devices=protocol.devices,
+                    subset=subset,
+                    official_checkout=inputs.official if framework == "official" else None,
+                    official_python=inputs.official_python if framework == "official" else None,
+                    notes={"protocol": protocol.name, "arm": arm_name, "seed": seed},
+                ).validate()
+                runs.append(PlannedRun(protocol.name, arm_name, framework, seed, spec,
+                                       run_id(spec, fingerprints)))
+    return runs

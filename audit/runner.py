@@ -1,0 +1,235 @@
+"""`audit plan`, `audit run` and `audit status`: the run matrix of protocols against the store."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+
+from audit.plan import FINGERPRINTS, Inputs, PlannedRun, plan
+from audit.protocol import Protocol
+from audit.store import Store
+
+
+@dataclass
+class Row:
+    run: PlannedRun
+    state: str  # a store state, or "unavailable" (an input is missing)
+    result: dict | None
+
+
+def matrix(store: Store, protocols: list[Protocol], inputs: Inputs, arms=None, frameworks=None,
+           seeds=None) -> list[Row]:
+    rows = []
+    for protocol in protocols:
+        for run in plan(protocol, inputs, arms, frameworks, seeds):
+            if run.run_id is None:
+                rows.append(Row(run, "unavailable", None))
+                continue
+            state = store.state(run.run_id)
+            rows.append(Row(run, state, store.result(run.run_id) if state == "done" else None))
+    return rows
+
+
+def throughputs(rows: list[Row]) -> dict[tuple, float]:
+    """Median measured images/s of finished runs, by (framework, model)."""
+    seen: dict[tuple, list[float]] = {}
+    for row in rows:
+        if row.result and row.result.get("images_per_s"):
+            key = (row.run.framework, row.run.spec.model)
+            seen.setdefault(key, []).append(row.result["images_per_s"])
+    return {key: statistics.median(values) for key, values in seen.items()}
+
+
+def estimate_seconds(rows: list[Row]) -> tuple[float, int]:
+    """(seconds, runs without an estimate) for the runs still to do, from measured throughput."""
+    rates = throughputs(rows)
+    seconds, unknown = 0.0, 0
+    for row in rows:
+        if row.state in ("done", "unavailable") or row.run.spec is None:
+            continue
+        rate = rates.get((row.run.framework, row.run.spec.model))
+        if rate is None:
+            unknown += 1
+            continue
+        spec = row.run.spec
+        seconds += spec.train.steps * spec.effective_batch / rate
+    return seconds, unknown
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return (f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else
+            f"{seconds // 60}m{seconds % 60:02d}s")
+
+
+def _accuracy(result: dict | None, key: str) -> str:
+    if not result or result.get(key) is None:
+        return "-"
+    return f"{100 * result[key]:.2f}%"
+
+
+def table(rows: list[Row], *, with_protocol: bool) -> str:
+    header = (["protocol"] if with_protocol else []) + ["arm", "framework", "seed", "state",
+                                                        "final", "best", "run id"]
+    body = []
+    for row in rows:
+        r = row.run
+        body.append(([r.protocol] if with_protocol else []) + [
+            r.arm, r.framework, r.seed_label, row.state, _accuracy(row.result, "final_accuracy"),
+            _accuracy(row.result, "best_accuracy"), r.run_id or (r.missing or "")])
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *body, strict=True)]
+    lines = ["  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)).rstrip()
+             for line in [header, *body]]
+    return "\n".join(lines)
+
+
+def counts(rows: list[Row]) -> dict[str, int]:
+    result: dict[str, int] = {}
+    for row in rows:
+        result[row.state] = result.get(row.state, 0) + 1
+    return result
+
+
+def print_plan(rows: list[Row], protocols: list[Protocol], out=sys.stdout) -> None:
+    for protocol in protocols:
+        mine = [r for r in rows if r.run.protocol == protocol.name]
+        arms = len({r.run.arm for r in mine})
+        frameworks = len({r.run.framework for r in mine})
+        seeds = len({r.run.seed_label for r in mine})
+        print(f"{protocol.name} ({protocol.path}): {len(mine)} runs = {arms} arms x "
+              f"{frameworks} frameworks x {seeds} seeds", file=out)
+    print(table(rows, with_protocol=len(protocols) > 1), file=out)
+    summary = " · ".join(f"{state} {n}" for state, n in sorted(counts(rows).items()))
+    print(summary, file=out)
+    seconds, unknown = estimate_seconds(rows)
+    todo = sum(1 for r in rows if r.state not in ("done", "unavailable"))
+    if todo:
+        line = f"to run: {todo}"
+        if todo > unknown:
+            line += (f"; estimated compute {_duration(seconds)} for {todo - unknown} of them "
+                     "(from the images/s that finished runs measured on their machines)")
+        if unknown:
+            line += (f"; no estimate for {unknown} (no finished run of that framework and "
+                     "model yet: `audit run --smoke` measures one)")
+        print(line, file=out)
+    unavailable = {r.run.missing for r in rows if r.state == "unavailable"}
+    for reason in sorted(unavailable):
+        print(f"unavailable: {reason}", file=out)
+
+
+def work_items(rows: list[Row], retry_failed: bool) -> list[dict]:
+    """Runs to execute, each once (two protocols may share a run)."""
+    wanted = {"missing", "interrupted"} | ({"failed", "diverged"} if retry_failed else set())
+    items, seen = [], set()
+    for row in rows:
+        if row.state not in wanted or row.run.run_id in seen:
+            continue
+        seen.add(row.run.run_id)
+        spec = row.run.spec
+        fingerprints = {"data": FINGERPRINTS.of_data(spec.dataset, spec.data_root, spec.subset),
+                        "weights_sha256": FINGERPRINTS.of_weights(spec.weights)
+                        if spec.weights else None}
+        items.append({"run_id": row.run.run_id, "spec": spec.to_dict(),
+                      "fingerprints": fingerprints, "label": row.run.label})
+    return items
+
+
+def run(store: Store, protocols: list[Protocol], inputs: Inputs, *, arms=None, frameworks=None,
+        seeds=None, executor: str = "local", jobs: int | None = None, retry_failed=False,
+        slurm: dict | None = None, wait: bool = True, out=sys.stderr) -> int:
+    from audit.executors.progress import Reporter
+
+    rows = matrix(store, protocols, inputs, arms, frameworks, seeds)
+    items = work_items(rows, retry_failed)
+    states = counts(rows)
+    print(f"{len(rows)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+          + f"; {len(items)} to run", file=out)
+    for reason in sorted({r.run.missing for r in rows if r.state == "unavailable"}):
+        print(f"unavailable: {reason}", file=out)
+    started = time.monotonic()
+    if executor == "local":
+        from audit.executors.local import run_local, slots
+
+        devices = max((i["spec"]["devices"] for i in items), default=1)
+        reporter = Reporter(len(items), len(slots(devices, jobs)) if items else 1, out)
+        try:
+            outcomes = run_local(store, items, jobs=jobs, retry_failed=retry_failed,
+                                 reporter=reporter)
+        finally:
+            reporter.close()
+    elif executor in ("slurm", "submitit-local"):
+        from audit.executors import slurm as slurm_executor
+
+        cluster = "local" if executor == "submitit-local" else None
+        running = [i for i in items if store.is_claimed(i["run_id"])]
+        items = [i for i in items if i not in running]
+        submitter = slurm_executor.make_executor(store, cluster=cluster, **(slurm or {}))
+        jobs_submitted = slurm_executor.submit(submitter, store, items)
+        for item, job in jobs_submitted:
+            print(f"submitted job {job.job_id}: {item['label']} ({item['run_id']})", file=out)
+        if not wait:
+            print(f"{len(jobs_submitted)} jobs submitted; `audit status` follows them",
+                  file=out)
+            return 0
+        reporter = Reporter(len(items), len(items), out)
+        try:
+            outcomes = slurm_executor.wait(jobs_submitted, reporter)
+        finally:
+            reporter.close()
+    else:
+        raise ValueError(f"executor {executor!r}; allowed: local, slurm, submitit-local")
+    after = counts(matrix(store, protocols, inputs, arms, frameworks, seeds))
+    bad = [o for o in outcomes if o.state in ("failed", "diverged", "interrupted")]
+    print(f"finished in {_duration(time.monotonic() - started)}: "
+          + ", ".join(f"{n} {s}" for s, n in sorted(after.items())), file=out)
+    for outcome in bad:
+        print(f"  {outcome.state}: {outcome.run_id}: {outcome.message}  "
+              f"(see {store.path(outcome.run_id) / 'log.txt'})", file=out)
+    return 1 if bad else 0
+
+
+# ------------------------------------------------------------------------------------ status
+
+def store_rows(store: Store) -> list[dict]:
+    """Every run in the store, from its own files (no protocol needed)."""
+    rows = []
+    for run_id in store.run_ids():
+        folder = store.path(run_id)
+        try:
+            spec = json.loads((folder / "spec.json").read_text())
+        except (FileNotFoundError, ValueError):
+            spec = {}
+        notes = spec.get("notes", {})
+        state = store.state(run_id)
+        result = store.result(run_id) if state == "done" else None
+        status = store.status(run_id)
+        rows.append({
+            "run_id": run_id, "protocol": notes.get("protocol"), "arm": notes.get("arm"),
+            "framework": spec.get("framework"),
+            "seed": " ".join(f"{k} {v}" for k, v in (notes.get("seed") or {}).items()),
+            "state": state, "step": status.get("step"), "steps": spec.get("train", {})
+            .get("steps"), "final_accuracy": (result or {}).get("final_accuracy"),
+            "best_accuracy": (result or {}).get("best_accuracy"),
+            "images_per_s": (result or {}).get("images_per_s"),
+            "message": status.get("message") or None})
+    return rows
+
+
+def print_store_status(rows: list[dict], out=sys.stdout) -> None:
+    header = ["run id", "protocol", "arm", "framework", "seed", "state", "step", "final",
+              "best"]
+    body = [[r["run_id"], r["protocol"] or "?", r["arm"] or "?", r["framework"] or "?",
+             r["seed"], r["state"], f"{r['step'] or 0}/{r['steps'] or '?'}",
+             _accuracy(r, "final_accuracy"), _accuracy(r, "best_accuracy")] for r in rows]
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *body, strict=True)]
+    for line in [header, *body]:
+        print("  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)).rstrip(),
+              file=out)
+    total: dict[str, int] = {}
+    for r in rows:
+        total[r["state"]] = total.get(r["state"], 0) + 1
+    print(f"{len(rows)} runs: " + (", ".join(f"{n} {s}" for s, n in sorted(total.items()))
+                                   or "none"), file=out)
