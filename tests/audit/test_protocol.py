@@ -1,0 +1,195 @@
+"""Protocol validation: a corpus of malformed protocols, each with its own message (file, key
+path, bad value, what is allowed) and exit status 2 from `audit validate`; every shipped protocol
+validates."""
+
+from pathlib import Path
+
+import pytest
+
+from audit.cli import main
+from audit.protocol import ProtocolError, load
+
+PROTOCOLS = Path(__file__).parents[2] / "protocols"
+
+BASE = """\
+version = 1
+name = "mini"
+title = "A small protocol"
+frameworks = ["torch", "jittor"]
+seeds = [0, 1, 2]
+reading = "final"
+
+[paper]
+title = "TransFG"
+
+[data]
+dataset = "digits"
+root = "bundled"
+
+[model]
+preset = "tiny"
+
+[train]
+steps = 40
+warmup_steps = 4
+
+[arms.transfg]
+description = "TransFG"
+
+[arms.vit]
+model = { variant = "vit", contrastive = false }
+
+[[published]]
+id = "paper"
+value = 91.7
+setting = "the paper, Table 2"
+arm = "transfg"
+source = { kind = "paper", citation = "He et al., AAAI 2022, Table 2" }
+
+[[claims]]
+id = "value"
+kind = "value"
+text = "TransFG reaches 91.7%."
+arm = "transfg"
+paper = 91.7
+tolerance = 1.0
+source = "paper"
+
+[[claims]]
+id = "beats-vit"
+kind = "comparison"
+text = "TransFG beats ViT."
+better = "transfg"
+worse = "vit"
+"""
+
+# (case, replace this, with this, expected message part)
+CORPUS = [
+    ("bad TOML", 'title = "A small protocol"', 'title = "A small protocol', "not valid TOML"),
+    ("misspelled top key", 'title = "A small', 'titel = "A small',
+     "titel: unknown key; did you mean 'title'?"),
+    ("misspelled arm key", 'model = { variant = "vit"', 'modle = { variant = "vit"',
+     "arms.vit.modle: unknown key; did you mean 'model'?"),
+    ("misspelled model field", 'preset = "tiny"', 'preset = "tiny"\nhiden_size = 32',
+     "model.hiden_size: unknown key; did you mean 'hidden_size'?"),
+    ("wrong type", "steps = 40", 'steps = "forty"',
+     "train.steps: 'forty' is not allowed; allowed: an integer"),
+    ("bad literal", 'preset = "tiny"', 'preset = "tiny"\nsplit = "diagonal"',
+     "model.split: 'diagonal' is not allowed; allowed: one of 'overlap', 'non-overlap'"),
+    ("negative seed", "seeds = [0, 1, 2]", "seeds = [0, -1, 2]",
+     "seeds: -1 is not allowed; allowed: seeds are integers 0 .. 2^32-1"),
+    ("repeated seed", "seeds = [0, 1, 2]", "seeds = [0, 1, 1]", "repeats a seed"),
+    ("empty seeds", "seeds = [0, 1, 2]", "seeds = []", "seeds: [] is not allowed"),
+    ("unknown seed axis", "seeds = [0, 1, 2]", "seeds = { init = [0], shuffle = [1] }",
+     "seeds.shuffle: unknown key"),
+    ("version", "version = 1", "version = 2", "version: 2 is not allowed; allowed: one of 1"),
+    ("missing name", 'name = "mini"\n', "", "name: missing (required)"),
+    ("unknown dataset", 'dataset = "digits"', 'dataset = "birds"',
+     "data.dataset: 'birds' is not allowed; allowed: cub, cars"),
+    ("unknown framework", '["torch", "jittor"]', '["pytorch", "jittor"]',
+     "frameworks: 'pytorch' is not allowed; allowed: torch, jittor, official"),
+    ("claim names an unknown arm", 'arm = "transfg"\npaper', 'arm = "transfgg"\npaper',
+     "claims[0].arm: 'transfgg' is not an arm; did you mean 'transfg'?"),
+    ("tolerance missing", "tolerance = 1.0\n", "", "claims[0].tolerance: missing (required)"),
+    ("claim source missing", 'source = "paper"\n', "", "claims[0].source: missing (required)"),
+    ("claim source unknown", 'source = "paper"\n', 'source = "papr"\n',
+     "claims[0].source: 'papr' is not the id of a [[published]] figure; ids: paper"),
+    ("published without source", 'source = { kind = "paper", citation = "He et al., AAAI 2022,'
+     ' Table 2" }\n', "", "published[0].source: missing (required)"),
+    ("source without citation", 'citation = "He et al., AAAI 2022, Table 2"', 'url = "x"',
+     "published[0].source.citation: missing (required)"),
+    ("published value out of range", "value = 91.7", "value = 917",
+     "published[0].value: 917 is not allowed; allowed: a percentage between 0 and 100"),
+    ("extends an unknown arm", 'model = { variant = "vit"', 'extends = "transfgg"\nmodel = '
+     '{ variant = "vit"', "arms.vit.extends: 'transfgg' is not an arm; did you mean 'transfg'?"),
+    ("extends cycle", 'description = "TransFG"', 'description = "TransFG"\nextends = "transfg"',
+     "arms.transfg.extends: cycle: transfg -> transfg"),
+    ("unknown claim kind", 'kind = "comparison"', 'kind = "bigger"',
+     "claims[1].kind: 'bigger' is not allowed; allowed: one of value, comparison"),
+    ("comparison with itself", 'worse = "vit"', 'worse = "transfg"',
+     "claims[1].worse: compares an arm with itself"),
+    ("warmup too long", "warmup_steps = 4", "warmup_steps = 40",
+     "arms.transfg: train.warmup_steps=40, allowed: 0 <= warmup < steps"),
+    ("smoke steps zero", "[paper]", "[smoke]\nsteps = 0\n\n[paper]",
+     "smoke.steps: 0 is not allowed; allowed: a positive integer"),
+    ("bad reading", 'reading = "final"', 'reading = "median"',
+     "reading: 'median' is not allowed; allowed: one of final, best"),
+    ("model that cannot be built", 'preset = "tiny"', 'preset = "tiny"\nnum_heads = 5',
+     "is not divisible by num_heads=5"),
+    ("duplicate claim id", 'id = "beats-vit"', 'id = "value"',
+     "claims[1].id: 'value' is used twice"),
+    ("unknown preset", 'preset = "tiny"', 'preset = "huge"',
+     "model.preset: 'huge' is not allowed; allowed: vit_b16, tiny"),
+    ("arms empty", '[arms.transfg]\ndescription = "TransFG"\n\n[arms.vit]\nmodel = { variant = '
+     '"vit", contrastive = false }\n', "[arms]\n", "arms: empty"),
+]
+
+
+def write(tmp_path, text, name="p.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_the_base_protocol_is_valid(tmp_path):
+    protocol = load(write(tmp_path, BASE))
+    assert list(protocol.arms) == ["transfg", "vit"] and protocol.seeds == {"seed": (0, 1, 2)}
+    assert protocol.arms["vit"].model.variant == "vit"
+    assert protocol.arms["transfg"].model.hidden_size == 32  # the tiny preset
+
+
+@pytest.mark.parametrize("case,old,new,expected", CORPUS, ids=[c[0] for c in CORPUS])
+def test_malformed_protocol_gets_its_message_and_exit_status_2(tmp_path, capsys, case, old,
+                                                               new, expected):
+    assert old in BASE, case
+    path = write(tmp_path, BASE.replace(old, new, 1))
+    before = sorted(tmp_path.rglob("*"))
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert expected in err, err
+    assert str(path) in err  # every message names the file
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written
+
+
+def test_every_error_is_reported_at_once(tmp_path):
+    text = (BASE.replace("steps = 40", 'steps = "x"').replace('title = "A small',
+                                                              'titel = "A small')
+            .replace("tolerance = 1.0\n", ""))
+    with pytest.raises(ProtocolError) as error:
+        load(write(tmp_path, text))
+    joined = "\n".join(error.value.errors)
+    for part in ("train.steps", "titel", "claims[0].tolerance"):
+        assert part in joined
+    assert len(error.value.errors) >= 3
+
+
+def test_errors_of_several_files_are_reported_together(tmp_path, capsys):
+    a = write(tmp_path, BASE.replace("version = 1", "version = 3"), "a.toml")
+    b = write(tmp_path, BASE.replace("seeds = [0, 1, 2]", "seeds = [-5]"), "b.toml")
+    assert main(["validate", str(a), str(b)]) == 2
+    err = capsys.readouterr().err
+    assert f"{a}: version" in err and f"{b}: seeds" in err
+
+
+def test_a_missing_file_is_a_clear_error(tmp_path, capsys):
+    assert main(["validate", str(tmp_path / "nope.toml")]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_arms_extend_each_other(tmp_path):
+    text = BASE.replace('[arms.vit]', '[arms.vit-contrastive]\nextends = "vit"\nmodel = '
+                        '{ contrastive = true }\n\n[arms.vit]')
+    protocol = load(write(tmp_path, text))
+    arm = protocol.arms["vit-contrastive"]
+    assert arm.model.variant == "vit" and arm.model.contrastive
+
+
+def test_separate_seed_axes(tmp_path):
+    protocol = load(write(tmp_path, BASE.replace("seeds = [0, 1, 2]",
+                                                 "seeds = { init = [0, 1], order = [5] }")))
+    assert protocol.seeds == {"init": (0, 1), "order": (5,)}
+
+
+@pytest.mark.parametrize("path", sorted(PROTOCOLS.glob("*.toml")), ids=lambda p: p.name)
+def test_shipped_protocols_validate(path, capsys):
+    assert main(["validate", str(path)]) == 0, capsys.readouterr().err
