@@ -340,6 +340,13 @@ def _resolve_arms(errors: Errors, arms_table: dict, base_model: dict, base_train
                   ) -> dict[str, Arm]:
     raw = {}
     for name, table in arms_table.items():
+        nested = [key for key, value in table.items() if isinstance(value, dict)
+                  and key not in ARM and set(value) <= set(ARM)] \
+            if isinstance(table, dict) else []
+        if nested:
+            errors.add(f"arms.{name}.{nested[0]}", f"an arm name with a dot must be quoted: "
+                       f'[arms."{name}.{nested[0]}"]')
+            continue
         if not isinstance(table, dict):
             errors.bad(f"arms.{name}", table, "a table of overrides (model, train, extends...)")
             continue
@@ -462,6 +469,12 @@ def _parse_claims(errors: Errors, items: Any, arms, frameworks, published
         if kind == "equivalence" and len(good.get("frameworks", frameworks)) < 2:
             errors.add(f"{path}.frameworks", "an equivalence between frameworks needs at "
                        "least 2 frameworks")
+            ok = False
+        figures = {p.id: p.value for p in published}
+        if kind == "value" and good.get("source") in figures and "paper" in good and \
+                abs(figures[good["source"]] - good["paper"]) > 1e-9:
+            errors.add(f"{path}.paper", f"{good['paper']} differs from the value "
+                       f"{figures[good['source']]} of its source {good['source']!r}")
             ok = False
         if "source" in good and good["source"] not in published_ids:
             errors.add(f"{path}.source", f"{good['source']!r} is not the id of a [[published]] "

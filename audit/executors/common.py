@@ -49,6 +49,8 @@ def execute(store: Store, run_id: str, spec: dict, fingerprints: dict, *, owner:
         return Outcome(run_id, "skipped-running", message="claimed by another runner")
     try:
         folder = store.path(run_id)
+        for stale in folder.rglob(".*.tmp"):  # a write cut short by a kill; we hold the claim
+            stale.unlink()
         status = store.status(run_id).get("status")
         if status == "finished" and (folder / "result.json").exists():
             return Outcome(run_id, "skipped-done")

@@ -193,3 +193,15 @@ def test_separate_seed_axes(tmp_path):
 @pytest.mark.parametrize("path", sorted(PROTOCOLS.glob("*.toml")), ids=lambda p: p.name)
 def test_shipped_protocols_validate(path, capsys):
     assert main(["validate", str(path)]) == 0, capsys.readouterr().err
+
+
+def test_a_value_claim_must_quote_its_source(tmp_path):
+    with pytest.raises(ProtocolError, match=r"claims\[0\].paper: 91.5 differs from the value "
+                                            r"91.7 of its source 'paper'"):
+        load(write(tmp_path, BASE.replace("paper = 91.7", "paper = 91.5")))
+
+
+def test_an_unquoted_dotted_arm_name_gets_a_hint(tmp_path):
+    text = BASE.replace("[arms.vit]", "[arms.alpha-0.2]\n[arms.vit]")
+    with pytest.raises(ProtocolError, match=r'must be quoted: \[arms."alpha-0.2"\]'):
+        load(write(tmp_path, text))
