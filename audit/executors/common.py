@@ -41,9 +41,11 @@ class Outcome:
 
 
 def execute(store: Store, run_id: str, spec: dict, fingerprints: dict, *, owner: str = "",
-            env: dict | None = None, retry_failed: bool = False) -> Outcome:
+            env: dict | None = None, retry_failed: bool = False,
+            on_start=None) -> Outcome:
     """Run (or resume) one run in its own process, unless it is done, running elsewhere, or
-    failed before (retried only with retry_failed)."""
+    failed before (retried only with retry_failed). `on_start()` is called once the run is
+    claimed and about to start."""
     claim = store.claim(run_id, owner)
     if claim is None:
         return Outcome(run_id, "skipped-running", message="claimed by another runner")
@@ -60,6 +62,8 @@ def execute(store: Store, run_id: str, spec: dict, fingerprints: dict, *, owner:
                                .get("message", ""))
             store.reset_failed(run_id)
         store.prepare(run_id, spec)
+        if on_start is not None:
+            on_start()
         command = train_command(spec, folder)
         provenance.start(folder, spec, command, fingerprints)
         started = time.monotonic()

@@ -61,11 +61,12 @@ def run_local(store: Store, items: list[dict], *, jobs: int | None = None,
             except queue.Empty:
                 return
             run_id, label = item["run_id"], item["label"]
-            if reporter:
-                reporter.started(run_id, label, store.path(run_id), item["spec"]["train"]
-                                 ["steps"])
+            def started(run_id=run_id, label=label, steps=item["spec"]["train"]["steps"]):
+                if reporter:
+                    reporter.started(run_id, label, store.path(run_id), steps)
+
             outcome = execute(store, run_id, item["spec"], item["fingerprints"], owner=owner,
-                              env=env, retry_failed=retry_failed)
+                              env=env, retry_failed=retry_failed, on_start=started)
             outcomes.append(outcome)
             if reporter:
                 detail = outcome.message if outcome.state != "done" else ""

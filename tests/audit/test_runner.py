@@ -1,0 +1,260 @@
+"""`audit run` against the run store: killed with SIGKILL and started again it finishes the
+matrix with no run executed twice and the results of an uninterrupted run; two runners on one
+store execute each run once; the Slurm executor's code path through submitit's local executor,
+including a job killed and resubmitted; plan, status and run ids."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from audit.cli import main
+from audit.plan import Inputs, plan
+from audit.protocol import load
+from audit.store import Store
+from transfg.run_files import read_json, read_metrics
+
+PROTOCOL = """\
+version = 1
+name = "runner-test"
+title = "Runner test"
+frameworks = ["torch"]
+seeds = [0, 1]
+
+[paper]
+title = "TransFG"
+
+[data]
+dataset = "digits"
+root = "bundled"
+
+[model]
+preset = "tiny"
+
+[train]
+steps = 60
+warmup_steps = 6
+eval_every = 20
+checkpoint_every = 20
+eval_batch_size = 64
+workers = 0
+
+[arms.transfg]
+[arms.vit]
+model = { variant = "vit", contrastive = false }
+
+[smoke]
+steps = 60
+train = 160
+test = 128
+"""
+
+
+@pytest.fixture
+def protocol(tmp_path):
+    path = tmp_path / "runner-test.toml"
+    path.write_text(PROTOCOL)
+    return path
+
+
+def audit(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "audit.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=900, **kwargs)
+
+
+def run_ids(protocol):
+    return [r.run_id for r in plan(load(protocol), Inputs(smoke=True))]
+
+
+def assert_same_results(store_a: Path, store_b: Path, ids):
+    for run_id in ids:
+        a, b = read_json(store_a / run_id / "result.json"), read_json(store_b / run_id /
+                                                                      "result.json")
+        assert a["evaluations"] == b["evaluations"], run_id
+        for step in (20, 40, 60):
+            with np.load(store_a / run_id / f"eval-{step}.npz") as x, \
+                 np.load(store_b / run_id / f"eval-{step}.npz") as y:
+                for key in x.files:
+                    np.testing.assert_array_equal(x[key], y[key])
+
+
+def assert_files_intact(folder: Path, finished: bool):
+    for path in folder.rglob("*.json"):
+        json.loads(path.read_text())  # no half-written JSON
+    for path in folder.rglob("metrics.jsonl"):
+        lines = path.read_text().splitlines()
+        for line in lines[:-1] if not finished else lines:
+            json.loads(line)  # (a kill may cut the last line short; readers skip it)
+    if finished:  # temporaries of writes cut short by the kill are cleared on the next start
+        assert not list(folder.rglob(".*.tmp"))
+
+
+KILL_RUNNER = """
+import json, os, signal, subprocess, sys, time
+from pathlib import Path
+from audit.store import Store
+protocol, store = sys.argv[1], Path(sys.argv[2])
+runner = subprocess.Popen([sys.executable, "-m", "audit.cli", "run", protocol, "--smoke",
+                           "--store", str(store)], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+def mid_run():  # a run finished, and another one past its first checkpoint but not done
+    done = [p for p in store.glob("*/result.json")]
+    midway = [p for p in store.glob("*/checkpoints/last.npz")
+              if not (p.parent.parent / "result.json").exists()]
+    return done and midway
+deadline = time.monotonic() + 600
+while not mid_run() and time.monotonic() < deadline:
+    time.sleep(0.02)
+done_before = sorted(p.parent.name for p in store.glob("*/result.json"))
+runner.send_signal(signal.SIGKILL)
+runner.wait()
+s = Store(store)
+deadline = time.monotonic() + 60  # the training process dies with its runner
+while any(s.is_claimed(r) for r in s.run_ids()) and time.monotonic() < deadline:
+    time.sleep(0.05)
+print(json.dumps({"done_before": done_before,
+                  "claimed_after": [r for r in s.run_ids() if s.is_claimed(r)]}))
+"""
+
+
+def test_a_killed_runner_resumes_the_matrix_without_running_anything_twice(tmp_path, protocol):
+    ids = run_ids(protocol)
+    whole = audit("run", protocol, "--smoke", "--store", tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr
+    killed = tmp_path / "killed"
+    # Killed from a helper process (this process may have imported jittor, whose SIGCHLD
+    # handler ends the whole process when a child dies of a signal).
+    helper = subprocess.run([sys.executable, "-c", KILL_RUNNER, str(protocol), str(killed)],
+                            capture_output=True, text=True, timeout=900)
+    assert helper.returncode == 0, helper.stderr
+    report = json.loads(helper.stdout)
+    assert report["done_before"] and report["claimed_after"] == []
+    assert_files_intact(killed, finished=False)
+    again = audit("run", protocol, "--smoke", "--store", killed)
+    assert again.returncode == 0, again.stderr
+    assert f"{len(report['done_before'])} done" in again.stderr  # skipped, not run again
+    store = Store(killed)
+    assert [store.state(r) for r in ids] == ["done"] * len(ids)
+    for run_id in ids:
+        attempts = read_json(killed / run_id / "provenance.json")["attempts"]
+        if run_id in report["done_before"]:
+            assert len(attempts) == 1, run_id
+        assert attempts[-1]["status"] == "done"
+    resumed = [r for r in ids if len(read_json(killed / r / "provenance.json")["attempts"]) == 2]
+    assert resumed  # the run killed midway was resumed from its checkpoint ...
+    for run_id in resumed:
+        steps = [r["step"] for r in read_metrics(killed / run_id / "metrics.jsonl")]
+        assert steps == list(range(1, 61))  # ... each update once in its metrics
+    assert_same_results(tmp_path / "whole", killed, ids)  # ... to the identical result
+    assert_files_intact(killed, finished=True)
+
+
+def test_two_runners_on_one_store_execute_each_run_once(tmp_path, protocol):
+    store = tmp_path / "store"
+    command = [sys.executable, "-m", "audit.cli", "run", str(protocol), "--smoke", "--store",
+               str(store)]
+    runners = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True) for _ in range(2)]
+    outputs = [r.communicate(timeout=900) for r in runners]
+    assert [r.returncode for r in runners] == [0, 0], outputs
+    for run_id in run_ids(protocol):
+        attempts = read_json(store / run_id / "provenance.json")["attempts"]
+        assert len(attempts) == 1, run_id
+        assert Store(store).state(run_id) == "done"
+    starts = sum(err.count(" start ") for _, err in outputs)
+    assert starts == len(run_ids(protocol))  # each run started by one of the two runners
+
+
+SUBMITIT_KILL = """
+import json, sys, time
+from pathlib import Path
+from audit import runner
+from audit.executors import slurm
+from audit.plan import Inputs
+from audit.protocol import load
+from audit.store import Store
+protocol, store = load(sys.argv[1]), Store(sys.argv[2])
+rows = runner.matrix(store, [protocol], Inputs(smoke=True), arms=["transfg"], seeds=[0])
+item = runner.work_items(rows, False)[0]
+executor = slurm.make_executor(store, cluster="local")
+[(_, job)] = slurm.submit(executor, store, [item])
+checkpoint = store.path(item["run_id"]) / "checkpoints" / "last.npz"
+deadline = time.monotonic() + 600
+while not checkpoint.exists() and time.monotonic() < deadline:
+    time.sleep(0.02)
+job.cancel()  # as Slurm killing the job
+while not job.done():
+    time.sleep(0.1)
+deadline = time.monotonic() + 60
+while store.is_claimed(item["run_id"]) and time.monotonic() < deadline:
+    time.sleep(0.05)
+print(json.dumps({"run_id": item["run_id"], "state": store.state(item["run_id"])}))
+"""
+
+
+def test_slurm_executor_through_submitit_resubmits_a_killed_job(tmp_path, protocol):
+    store = tmp_path / "store"
+    helper = subprocess.run([sys.executable, "-c", SUBMITIT_KILL, str(protocol), str(store)],
+                            capture_output=True, text=True, timeout=900)
+    assert helper.returncode == 0, helper.stderr
+    report = json.loads(helper.stdout)
+    assert report["state"] == "interrupted"
+    # Resubmission: the interrupted run resumes, the others run, all as submitit jobs.
+    again = audit("run", protocol, "--smoke", "--store", store, "--executor", "submitit-local")
+    assert again.returncode == 0, again.stderr
+    assert "submitted job" in again.stderr
+    attempts = read_json(store / report["run_id"] / "provenance.json")["attempts"]
+    assert len(attempts) == 2 and attempts[-1]["status"] == "done"
+    assert (store / ".submitit").is_dir()
+    whole = audit("run", protocol, "--smoke", "--store", tmp_path / "whole", "--arms",
+                  "transfg", "--seeds", "0")
+    assert whole.returncode == 0, whole.stderr
+    assert_same_results(tmp_path / "whole", store, [report["run_id"]])
+
+
+def test_plan_and_status_show_the_matrix(tmp_path, protocol, capsys):
+    store = tmp_path / "store"
+    assert main(["plan", str(protocol), "--smoke", "--store", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert "4 runs = 2 arms x 1 frameworks x 2 seeds" in out and "missing 4" in out
+    assert main(["run", str(protocol), "--smoke", "--store", str(store), "--arms", "vit",
+                 "--seeds", "1"]) == 0
+    capsys.readouterr()
+    assert main(["plan", str(protocol), "--smoke", "--store", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert "done 1" in out and "missing 3" in out and "estimated compute" in out
+    assert main(["status", "--store", str(store), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["arm"], r["framework"], r["seed"], r["state"]) for r in rows] == \
+        [("vit", "torch", "seed 1", "done")]
+    assert 0 < rows[0]["final_accuracy"] <= 1
+    provenance = read_json(store / rows[0]["run_id"] / "provenance.json")
+    for key in ("code", "packages", "machine", "fingerprints", "attempts", "compute_seconds"):
+        assert key in provenance
+    assert provenance["code"]["commit"] and provenance["packages"]["torch"]
+    assert provenance["compute_seconds"] > 0
+
+
+def test_run_ids_depend_on_what_changes_results_only(tmp_path, protocol):
+    base = plan(load(protocol), Inputs(smoke=True))
+    assert len({r.run_id for r in base}) == len(base)
+    # Loader workers and checkpoint spacing change nothing (tests in tests/transfg): same ids.
+    other = tmp_path / "other.toml"
+    other.write_text(PROTOCOL.replace("workers = 0", "workers = 2")
+                     .replace('name = "runner-test"', 'name = "renamed"'))
+    assert [r.run_id for r in plan(load(other), Inputs(smoke=True))] == \
+        [r.run_id for r in base]
+    changed = tmp_path / "changed.toml"
+    changed.write_text(PROTOCOL.replace("warmup_steps = 6", "warmup_steps = 5"))
+    assert not {r.run_id for r in plan(load(changed), Inputs(smoke=True))} & \
+        {r.run_id for r in base}
+
+
+def test_unknown_subset_names_are_refused(protocol, capsys):
+    assert main(["plan", str(protocol), "--arms", "transfgg"]) == 2
+    assert "--arms transfgg: not in" in capsys.readouterr().err
+    assert main(["plan", str(protocol), "--seeds", "7"]) == 2
+    assert "--seeds [7]" in capsys.readouterr().err
