@@ -1,0 +1,27 @@
+"""Collect the results of finished runs into one table (pandas), the only thing the statistics
+read (DESIGN.md: the statistics never look inside run folders)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from audit.runner import Row
+
+COLUMNS = ["protocol", "arm", "framework", "seed", "run_id", "final_accuracy", "final_step",
+           "best_accuracy", "best_step", "correct", "test_images", "steps", "effective_batch",
+           "images_per_s"]
+
+
+def collect(rows: list[Row]) -> pd.DataFrame:
+    """One line per finished run of the matrix (`runner.matrix`), seed axes as columns."""
+    records = []
+    for row in rows:
+        if row.state != "done" or not row.result:
+            continue
+        r = row.run
+        record = {"protocol": r.protocol, "arm": r.arm, "framework": r.framework,
+                  "seed": r.seed_label, "run_id": r.run_id}
+        record |= {f"seed_{axis}": value for axis, value in r.seed.items()}
+        record |= {key: row.result.get(key) for key in COLUMNS[5:]}
+        records.append(record)
+    return pd.DataFrame.from_records(records, columns=None if records else COLUMNS)
