@@ -61,6 +61,19 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--store", default="runs", help="the run store (default: runs/)")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     add_input_options(status)
+
+    report = commands.add_parser("report", help="verdicts per claim, with intervals, as HTML, "
+                                                "PDF, JSON, CSV (works with zero runs)")
+    report.add_argument("protocols", nargs="+", metavar="PROTOCOL")
+    report.add_argument("--store", default="runs", help="the run store (default: runs/)")
+    report.add_argument("--format", default="html,pdf,json", type=_names,
+                        help="comma-separated: html, pdf, json, csv, model-index "
+                             "(default html,pdf,json)")
+    report.add_argument("-o", "--output", default="reports", help="folder (default reports/)")
+    report.add_argument("--name", help="file name stem (default: the protocol's name)")
+    report.add_argument("--seed", type=int, default=0,
+                        help="seed of the bootstrap resampling (recorded in the report)")
+    add_input_options(report)
     return parser
 
 
@@ -108,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         return validate(args)
     if args.command in ("plan", "run", "status"):
         return matrix_command(args)
+    if args.command == "report":
+        return report(args)
     raise AssertionError(f"unhandled command {args.command}")
 
 
@@ -126,6 +141,35 @@ def validate(args: argparse.Namespace) -> int:
         print(f"{protocol.path}: ok ({len(protocol.arms)} arms, {len(protocol.frameworks)} "
               f"frameworks, {runs} runs, {len(protocol.claims)} claims, "
               f"{len(protocol.published)} published figures)")
+    return 0
+
+
+def report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from audit.plan import Inputs
+    from audit.protocol import ProtocolError, load_all
+    from audit.report import model, render
+    from audit.store import Store
+
+    try:
+        protocols = load_all(args.protocols)
+    except ProtocolError as error:
+        print("\n".join(error.errors), file=sys.stderr)
+        return 2
+    unknown = sorted(set(args.format) - set(render.FORMATS))
+    if unknown:
+        print(f"error: --format {', '.join(unknown)}; allowed: {', '.join(render.FORMATS)}",
+              file=sys.stderr)
+        return 2
+    inputs = Inputs(args.data_root, args.weights, args.official, args.official_python,
+                    args.smoke)
+    context = model.build(protocols, Store(args.store), inputs, seed=args.seed)
+    name = args.name or (protocols[0].name if len(protocols) == 1 else "report")
+    for path in render.write(context, Path(args.output), name, args.format):
+        print(path)
+    for item in context["summary"]:
+        print(f"  {item['verdict']:<15} {item['protocol']}: {item['id']}", file=sys.stderr)
     return 0
 
 

@@ -1,0 +1,85 @@
+"""Charts as inline SVG strings (matplotlib, text kept as text so it is searchable and small).
+
+Every chart is a horizontal strip of accuracies: one row per source (the paper, each published
+report, our runs per framework) with its 95% interval; our runs also show each seed as a dot,
+final and best-of-evaluations side by side."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+plt.rcParams.update({"svg.fonttype": "none", "font.family": "DejaVu Sans", "font.size": 9,
+                     "svg.hashsalt": "transfg-audit"})  # stable ids: the same report twice
+
+COLORS = {"paper": "#333333", "reproduction": "#8e44ad", "issue": "#7f8c8d", "other": "#7f8c8d",
+          "torch": "#d35400", "jittor": "#2471a3", "official": "#117a65"}
+
+
+def _svg(fig) -> str:
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
+    plt.close(fig)
+    text = buffer.getvalue()
+    return text[text.index("<svg"):]  # inline: without the XML prolog and doctype
+
+
+def strip_chart(rows: list[dict], title: str, band: tuple[float, float] | None = None) -> str:
+    """rows: {label, kind (a COLORS key), value, low, high, points (optional list), marker
+    ('o' final, 'D' best), note}; values in percent. `band`: the claim's tolerance band."""
+    height = 0.9 + 0.32 * len(rows)
+    fig, ax = plt.subplots(figsize=(7.2, height))
+    finite = [v for r in rows for v in (r.get("low"), r.get("high"), r.get("value"),
+                                        *(r.get("points") or [])) if v is not None
+              and math.isfinite(v)]
+    if band:
+        ax.axvspan(band[0], band[1], color="#27ae60", alpha=0.12, lw=0,
+                   label="tolerance band")
+        finite += list(band)
+    for y, row in enumerate(reversed(rows)):
+        color = COLORS.get(row["kind"], "#555555")
+        if row.get("low") is not None and math.isfinite(row["low"]):
+            ax.plot([row["low"], row["high"]], [y, y], color=color, lw=2, solid_capstyle="butt")
+        for point in row.get("points") or []:
+            ax.plot(point, y + 0.18, "|", color=color, alpha=0.7, ms=7)
+        if row.get("value") is not None and math.isfinite(row["value"]):
+            ax.plot(row["value"], y, row.get("marker", "o"), color=color, ms=6,
+                    mfc="white" if row.get("marker") == "D" else color)
+    ax.set_yticks(range(len(rows)), [r["label"] for r in reversed(rows)])
+    if finite:
+        lo, hi = min(finite), max(finite)
+        pad = max((hi - lo) * 0.08, 0.2)
+        ax.set_xlim(lo - pad, hi + pad)
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.set_xlabel("top-1 accuracy (%)  ·  bars: 95% intervals  ·  ticks: single seeds  ·  "
+                  "◇ best-of-evaluations")
+    ax.set_title(title, loc="left", fontsize=10)
+    ax.grid(axis="x", color="#dddddd", lw=0.6)
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    return _svg(fig)
+
+
+def seed_distribution(groups: list[dict], title: str) -> str:
+    """groups: {label, kind, points (percent)}: every seed's accuracy per arm and framework."""
+    fig, ax = plt.subplots(figsize=(7.2, 0.9 + 0.32 * max(len(groups), 1)))
+    for y, group in enumerate(reversed(groups)):
+        color = COLORS.get(group["kind"], "#555555")
+        points = group["points"]
+        ax.plot(points, [y] * len(points), "o", color=color, alpha=0.75, ms=5)
+        if points:
+            mean = sum(points) / len(points)
+            ax.plot([mean, mean], [y - 0.3, y + 0.3], color=color, lw=2)
+    ax.set_yticks(range(len(groups)), [g["label"] for g in reversed(groups)])
+    ax.set_xlabel("top-1 accuracy (%) of each seed · bar: mean")
+    ax.set_title(title, loc="left", fontsize=10)
+    ax.grid(axis="x", color="#dddddd", lw=0.6)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    return _svg(fig)

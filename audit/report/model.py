@@ -1,0 +1,309 @@
+"""Everything the report shows, computed here as plain values and sentences: the templates only
+place them (no arithmetic in Jinja). Reads the collected results table, the verdicts, the
+published figures and the runs' provenance; never the run folders' internals beyond those."""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from audit import stats, verdict
+from audit.plan import Inputs
+from audit.protocol import Protocol
+from audit.report import charts
+from audit.results import collect
+from audit.runner import matrix
+from audit.store import Store
+from transfg.data.readers import DATASETS
+
+BADGES = {verdict.REPRODUCED: "ok", verdict.NOT_REPRODUCED: "bad",
+          verdict.INCONCLUSIVE: "unsure"}
+SAFE_URL = re.compile(r"^https?://[^\s\"'<>]+$")
+
+# spec/transfg.md, "Where the paper and the code disagree": how a protocol can test each.
+DIFFERENCES = [
+    ("Batch size", "The paper says 16; the official code uses 16 per GPU on 4 GPUs (64).",
+     lambda p: any(a.train.accumulation == 1 and a.train.batch_size == 16
+                   for a in p.arms.values()) and any(a.train.accumulation * a.train.batch_size
+                                                     == 64 for a in p.arms.values())),
+    ("Model selection on the test set", "The official code reports the best of ~100 test-set "
+     "evaluations; the audit reads the final step and shows the best beside it.",
+     lambda p: True),
+    ("part_layer initialisation", "The official code leaves the last block (part_layer) random; "
+     "loading it from the pretrained block 11 is the alternative.",
+     lambda p: any(a.part_layer_init == "pretrained" for a in p.arms.values())),
+    ("AutoAugment", "The paper mentions AutoAugment for every dataset; the code uses it for "
+     "Stanford Cars and iNat2017 only.",
+     lambda p: any(a.train.autoaugment is not None for a in p.arms.values())),
+    ("Contrastive loss batch", "The official loss uses each GPU's batch; gathering across GPUs "
+     "is the alternative (not implemented here).", lambda p: False),
+]
+
+
+def pct(x: float | None, digits: int = 2) -> str:
+    return "–" if x is None or not math.isfinite(x) else f"{100 * x:.{digits}f}"
+
+
+def interval_text(interval: dict | None) -> str:
+    if not interval or not math.isfinite(interval.get("low", math.nan)):
+        return "–"
+    return f"[{pct(interval['low'])}, {pct(interval['high'])}]"
+
+
+def safe_url(url: str | None) -> str | None:
+    """Only plain http(s) links become links; anything else is shown as text."""
+    return url if url and SAFE_URL.match(url) else None
+
+
+def published_rows(protocol: Protocol) -> list[dict]:
+    n = DATASETS[protocol.dataset].counts["test"]
+    rows = []
+    for row in verdict.published_intervals(protocol, n):
+        versus = row.get("versus_paper")
+        source = row["source"]
+        rows.append({
+            "id": row["id"], "value": f"{100 * row['value']:.2f}",
+            "interval": interval_text(row["wilson"]), "n": row["n"], "arm": row["arm"] or "–",
+            "reading": row["reading"], "setting": row["setting"], "kind": source["kind"],
+            "citation": source["citation"], "url": safe_url(source.get("url")),
+            "url_text": source.get("url"), "quote": source.get("quote"),
+            "framework": row["framework"],
+            "versus_paper": None if versus is None else (
+                f"{100 * versus['difference']:+.2f} points from the paper's figure "
+                + ("(beyond test-set sampling error)" if versus["beyond_sampling_error"]
+                   else "(within test-set sampling error)")),
+            "_raw": row})
+    return rows
+
+
+def arm_summaries(protocol: Protocol, table: pd.DataFrame) -> list[dict]:
+    """Per arm and framework: the seed distribution and what a single run can tell."""
+    out = []
+    mine = table[table["protocol"] == protocol.name] if not table.empty else table
+    for arm in protocol.arms:
+        for framework in protocol.frameworks:
+            rows = mine[(mine["arm"] == arm) & (mine["framework"] == framework)] \
+                if not mine.empty else mine
+            final = rows["final_accuracy"].astype(float).to_numpy() if len(rows) else \
+                np.array([])
+            best = rows["best_accuracy"].astype(float).to_numpy() if len(rows) else \
+                np.array([])
+            summary = {"arm": arm, "framework": framework, "seeds": len(final),
+                       "final_points": [100 * v for v in final],
+                       "best_points": [100 * v for v in best]}
+            if len(final) >= 2:
+                with np.errstate(all="ignore"):
+                    ci = verdict._quiet(stats.t_interval, final)
+                    pi = verdict._quiet(stats.prediction_interval, final)
+                    best_ci = verdict._quiet(stats.t_interval, best)
+                sd = float(np.std(final, ddof=1))
+                summary |= {
+                    "mean": pct(float(final.mean())), "sd": f"{100 * sd:.2f}",
+                    "ci": interval_text(ci.to_dict()), "prediction": interval_text(pi.to_dict()),
+                    "range": f"{pct(final.min())} – {pct(final.max())}",
+                    "best_mean": pct(float(best.mean())), "best_ci": interval_text(
+                        best_ci.to_dict()),
+                    "gap": f"{100 * float(best.mean() - final.mean()):+.2f}",
+                    "single_run": f"a single run lands within ±{pct(pi.high - pi.estimate)} "
+                                  f"points of the mean 95% of the time",
+                    "_ci": ci, "_best_ci": best_ci, "_mean": float(final.mean()),
+                    "_best_mean": float(best.mean())}
+            elif len(final) == 1:
+                summary |= {"mean": pct(float(final[0])), "sd": "–", "ci": "–",
+                            "prediction": "–", "range": pct(float(final[0])),
+                            "best_mean": pct(float(best[0])), "best_ci": "–",
+                            "gap": f"{100 * float(best[0] - final[0]):+.2f}",
+                            "single_run": "one seed: no spread yet",
+                            "_mean": float(final[0]), "_best_mean": float(best[0])}
+            out.append(summary)
+    return out
+
+
+def claim_chart(claim, protocol: Protocol, published: list[dict], arms: list[dict]) -> str:
+    """The claim's arms: the paper and the published figures, then our runs per framework."""
+    involved = [a for a in (claim.arm, claim.better, claim.worse, claim.best, *claim.arms)
+                if a]
+    rows = []
+    for figure in published:
+        raw = figure["_raw"]
+        if raw["arm"] in involved:
+            rows.append({"label": f"{figure['id']} ({figure['kind']})", "kind": figure["kind"],
+                         "value": 100 * raw["value"], "low": 100 * raw["wilson"]["low"],
+                         "high": 100 * raw["wilson"]["high"],
+                         "marker": "D" if raw["reading"] == "best" else "o"})
+    for summary in arms:
+        if summary["arm"] not in dict.fromkeys(involved) or summary["seeds"] == 0:
+            continue
+        if claim.kind == "equivalence" and claim.frameworks and \
+                summary["framework"] not in claim.frameworks:
+            continue
+        label = f"ours: {summary['arm']} / {summary['framework']}"
+        ci = summary.get("_ci")
+        rows.append({"label": label + " final", "kind": summary["framework"],
+                     "value": 100 * summary["_mean"], "points": summary["final_points"],
+                     "low": 100 * ci.low if ci else None, "high": 100 * ci.high if ci else None})
+        best = summary.get("_best_ci")
+        rows.append({"label": label + " best", "kind": summary["framework"], "marker": "D",
+                     "value": 100 * summary["_best_mean"], "points": summary["best_points"],
+                     "low": 100 * best.low if best else None,
+                     "high": 100 * best.high if best else None})
+    band = None
+    if claim.kind == "value":
+        band = (claim.paper - claim.tolerance, claim.paper + claim.tolerance)
+    if not rows:
+        return ""
+    return charts.strip_chart(rows, f"{claim.id}", band)
+
+
+def claim_rows(v: verdict.Verdict) -> list[dict]:
+    """One table row per framework (or pair) behind a verdict."""
+    rows = []
+    for part in v.parts:
+        rows.append({"framework": part.get("framework"), "verdict": part["verdict"],
+                     "badge": BADGES[part["verdict"]], "why": part["why"],
+                     "examples": [
+                         {"seed": e["seed"], "mcnemar": f"{e['mcnemar_p']:.3g}",
+                          "a_only": e["a_only"], "b_only": e["b_only"],
+                          "difference": interval_text(e["difference"])}
+                         for e in part.get("examples", [])]})
+    return rows
+
+
+def variance_shares(protocol: Protocol, table: pd.DataFrame) -> list[dict]:
+    """When the protocol varies sources of randomness on separate axes: each axis's share of the
+    seed variance of the final accuracy (a main-effects decomposition: the variance of the means
+    over each axis's levels, over the total variance), per arm and framework."""
+    axes = [a for a in protocol.seed_axes if a != "seed"]
+    if len(axes) < 1 or table.empty:
+        return []
+    out = []
+    mine = table[table["protocol"] == protocol.name]
+    for (arm, framework), rows in mine.groupby(["arm", "framework"]):
+        total = float(rows["final_accuracy"].var(ddof=1)) if len(rows) > 1 else math.nan
+        shares = {}
+        for axis in axes:
+            column = f"seed_{axis}"
+            if column not in rows or rows[column].nunique() < 2 or not total > 0:
+                continue
+            means = rows.groupby(column)["final_accuracy"].mean()
+            shares[axis] = f"{100 * float(means.var(ddof=1)) / total:.0f}%"
+        out.append({"arm": arm, "framework": framework, "runs": len(rows),
+                    "sd": f"{100 * math.sqrt(total):.2f}" if math.isfinite(total) else "–",
+                    "shares": shares})
+    return out
+
+
+def environment(store: Store, table: pd.DataFrame) -> dict:
+    """From the provenance of the runs in the report."""
+    from transfg.run_files import read_json
+
+    machines, commits, packages, compute, runs = set(), set(), {}, 0.0, 0
+    for run_id in table["run_id"] if not table.empty else []:
+        try:
+            data = read_json(store.path(run_id) / "provenance.json")
+        except (FileNotFoundError, ValueError):
+            continue
+        runs += 1
+        m = data.get("machine", {})
+        gpus = ", ".join(sorted({g["name"] for g in m.get("gpus", [])})) or "no GPU"
+        machines.add(f"{m.get('cpu')} ({m.get('cpus')} CPUs), {gpus}; driver "
+                     f"{m.get('driver') or '–'}, CUDA {m.get('cuda') or '–'}; {m.get('os')}; "
+                     f"Python {m.get('python')}")
+        code = data.get("code", {})
+        commits.add(f"{(code.get('commit') or 'unknown')[:12]}"
+                    + (" (with uncommitted changes)" if code.get("dirty") else ""))
+        for name, version in data.get("packages", {}).items():
+            packages.setdefault(name, set()).add(version or "not installed")
+        compute += data.get("compute_seconds", 0.0)
+    return {"machines": sorted(machines), "commits": sorted(commits), "runs": runs,
+            "packages": {k: ", ".join(sorted(v)) for k, v in sorted(packages.items())},
+            "compute_hours": f"{compute / 3600:.2f}", "compute_seconds": compute}
+
+
+def build(protocols: list[Protocol], store: Store, inputs: Inputs, seed: int = 0,
+          correct_of: Callable | None = None) -> dict:
+    """The report's whole content for these protocols and the runs in the store."""
+    rng = np.random.default_rng(seed)
+    rows = matrix(store, protocols, inputs)
+    table = collect(rows)
+    if correct_of is None:
+        correct_of = stored_correct(store)
+    sections, summary, all_verdicts = [], [], []
+    for protocol in protocols:
+        verdicts = verdict.decide(protocol, table, rng, correct_of)
+        all_verdicts += verdicts
+        published = published_rows(protocol)
+        arms = arm_summaries(protocol, table)
+        claims = []
+        for v in verdicts:
+            claims.append({"id": v.claim.id, "kind": v.claim.kind, "text": v.claim.text,
+                           "verdict": v.verdict, "badge": BADGES[v.verdict],
+                           "sentence": v.sentence, "rows": claim_rows(v),
+                           "chart": claim_chart(v.claim, protocol, published, arms),
+                           "more_seeds": v.more_seeds})
+            summary.append({"protocol": protocol.name, "id": v.claim.id, "text": v.claim.text,
+                            "verdict": v.verdict, "badge": BADGES[v.verdict]})
+        states = {}
+        for row in rows:
+            if row.run.protocol == protocol.name:
+                states[row.state] = states.get(row.state, 0) + 1
+        groups = [{"label": f"{a['arm']} / {a['framework']}", "kind": a["framework"],
+                   "points": a["final_points"]} for a in arms if a["seeds"]]
+        sections.append({
+            "name": protocol.name, "title": protocol.title, "description": protocol.description,
+            "path": str(protocol.path), "paper": protocol.paper,
+            "paper_url": safe_url(protocol.paper.get("url")), "dataset":
+            DATASETS[protocol.dataset].title, "test_images": DATASETS[protocol.dataset]
+            .counts["test"], "reading": protocol.reading, "frameworks": protocol.frameworks,
+            "seed_axes": {k: ", ".join(map(str, v)) for k, v in protocol.seeds.items()},
+            "claims": claims, "published": published, "arms": arms,
+            "states": ", ".join(f"{n} {s}" for s, n in sorted(states.items())),
+            "has_runs": bool(states.get("done")),
+            "seed_chart": charts.seed_distribution(groups, f"{protocol.name}: final accuracy "
+                                                           "of every seed") if groups else "",
+            "variance": variance_shares(protocol, table),
+            "differences": [{"name": name, "text": text, "tested": tested(protocol)}
+                            for name, text, tested in DIFFERENCES]})
+    env = environment(store, table)
+    seeds_total = len(table)
+    return {
+        "title": "Reproducibility audit: " + ", ".join(p.name for p in protocols),
+        "generated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "summary": summary, "sections": sections, "environment": env,
+        "checklist": {
+            "error_bars": ("Intervals over seeds are 95% Student-t intervals of the mean; "
+                           "prediction intervals show where one new run would land; a single "
+                           "accuracy carries a 95% Wilson interval from the test-set size. A "
+                           "seed sets the initialisation of part_layer and the head, the data "
+                           "order, the augmentation and dropout (on GPU also nondeterministic "
+                           "kernels); the test set is fixed, so seed intervals do not include "
+                           "test-set sampling."),
+            "compute": (f"{seeds_total} finished runs used {env['compute_hours']} device-hours "
+                        "(wall time x devices, from provenance.json)."
+                        if seeds_total else "No runs yet: only published figures are shown.")},
+        "rerun": [f"audit run {' '.join(p.path.as_posix() for p in protocols)}"
+                  + (" --data-root DATA" if any(p.data_root is None for p in protocols) else "")
+                  + (" --weights ViT-B_16.npz" if any(p.weights for p in protocols) else ""),
+                  f"audit report {' '.join(p.path.as_posix() for p in protocols)} "
+                  "--format html,pdf,json -o reports/"],
+        "verdicts": [v.to_dict() for v in all_verdicts],
+        "results": table,
+    }
+
+
+def stored_correct(store: Store) -> Callable:
+    """(run_id, step) -> per-example correctness from the run's eval-<step>.npz, or None."""
+    def correct_of(key):
+        run_id, step = key
+        path = store.path(run_id) / f"eval-{int(step)}.npz"
+        if not Path(path).exists():
+            return None
+        with np.load(path, allow_pickle=False) as data:
+            return (data["top5_classes"][:, 0] == data["label"]).astype(np.int8)
+    return correct_of

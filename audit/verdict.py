@@ -1,0 +1,398 @@
+"""Claims -> verdicts: `reproduced`, `not reproduced` or `inconclusive`, with the numbers behind
+each and one plain sentence that says why (spec/statistics.md).
+
+Inputs are the collected results table (`audit.results.collect`: one line per finished run,
+accuracies as proportions) and, for the paired tests over test examples, a function that returns
+a run's per-example correctness at a step (from its stored predictions). Runs of two arms, or of
+two frameworks, are paired by seed (the same seed means the same data order and initialisation).
+
+Rules (alpha = 0.05):
+- value: `reproduced` when TOST shows the mean within paper +- tolerance (the 90% t-interval
+  inside the band); `not reproduced` when the 95% interval of (ours - paper) excludes 0 and the
+  difference exceeds the tolerance; otherwise `inconclusive`, with the seeds a TOST would need.
+  Tested per framework; the claim holds when it holds in every framework tested.
+- comparison (A better than B by at least margin): one-sided paired t-test of A - B > margin;
+  `not reproduced` when the 95% interval of A - B lies below the margin.
+- equivalence (frameworks): paired TOST of the difference within +- margin; `not reproduced`
+  when the 95% interval excludes 0 and the difference exceeds the margin.
+- ranking (arm X best): X compared with every other arm as a comparison with margin 0, Holm-
+  corrected; `not reproduced` when some other arm is better than X (its interval above 0).
+Over all claims of a report, Holm's correction is applied to the p-values behind `reproduced`
+verdicts; a claim that no longer passes becomes `inconclusive`.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats as scipy_stats
+
+from audit import stats
+from audit.protocol import Claim, Protocol
+
+ALPHA = 0.05
+REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
+BEST_OF = 5  # the paper's figure modelled as the best of this many runs
+
+
+@dataclass
+class Verdict:
+    claim: Claim
+    verdict: str
+    sentence: str
+    numbers: dict[str, Any] = field(default_factory=dict)
+    parts: list[dict] = field(default_factory=list)  # per framework (value, comparison, ranking)
+    p_value: float = math.nan  # behind a `reproduced` verdict, for Holm over the report
+    more_seeds: int | None = None  # inconclusive: seeds per group that would likely decide it
+
+    def to_dict(self) -> dict:
+        return {"claim": self.claim.id, "kind": self.claim.kind, "text": self.claim.text,
+                "verdict": self.verdict, "sentence": self.sentence, "numbers": self.numbers,
+                "parts": self.parts, "p_value": self.p_value, "more_seeds": self.more_seeds}
+
+
+def pct(x: float) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else f"{100 * x:.2f}%"
+
+
+def pts(x: float) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else f"{100 * x:+.2f} points"
+
+
+def reading_column(reading: str) -> str:
+    return "final_accuracy" if reading == "final" else "best_accuracy"
+
+
+def combine(verdicts: list[str]) -> str:
+    if verdicts and all(v == REPRODUCED for v in verdicts):
+        return REPRODUCED
+    if any(v == NOT_REPRODUCED for v in verdicts):
+        return NOT_REPRODUCED
+    return INCONCLUSIVE
+
+
+def _quiet(fn, *args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.StatsWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return fn(*args, **kwargs)
+
+
+def _frameworks(claim: Claim, protocol: Protocol) -> list[str]:
+    return list(claim.frameworks or protocol.frameworks)
+
+
+def _values(table: pd.DataFrame, arm: str, framework: str, column: str) -> pd.Series:
+    """Accuracies of one arm in one framework, indexed by seed label."""
+    if table.empty:
+        return pd.Series(dtype=float)
+    rows = table[(table["arm"] == arm) & (table["framework"] == framework)]
+    return rows.set_index("seed")[column].astype(float).sort_index()
+
+
+def _paired(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    seeds = sorted(set(a.index) & set(b.index))
+    return a[seeds].to_numpy(), b[seeds].to_numpy(), seeds
+
+
+# ------------------------------------------------------------------------------------ value
+
+def value_part(values: np.ndarray, target: float, delta: float) -> dict:
+    n = len(values)
+    part: dict[str, Any] = {"seeds": n, "target": target, "tolerance": delta}
+    if n == 0:
+        return part | {"verdict": INCONCLUSIVE, "why": "no finished runs yet",
+                       "more_seeds": None}
+    mean = float(np.mean(values))
+    part |= {"mean": mean, "values": [float(v) for v in values]}
+    if n < 2:
+        return part | {"verdict": INCONCLUSIVE, "more_seeds": 1,
+                       "why": f"one seed ({pct(mean)}) gives no interval over seeds"}
+    tost = _quiet(stats.tost_one_sample, values, target, delta, ALPHA)
+    difference = _quiet(stats.difference_interval, values, target)
+    prediction = _quiet(stats.prediction_interval, values)
+    sd = float(np.std(values, ddof=1))
+    part |= {"sd": sd, "ci95": _quiet(stats.t_interval, values).to_dict(),
+             "ci90": tost.ci.to_dict(), "tost_p": tost.p_value,
+             "difference": difference.to_dict(), "prediction": prediction.to_dict(),
+             "paper_in_prediction": prediction.contains(target),
+             "expected_best_of_5": _quiet(stats.expected_best_of_n, values, BEST_OF)}
+    if tost.equivalent:
+        return part | {"verdict": REPRODUCED, "p_value": tost.p_value,
+                       "why": f"mean {pct(mean)} over {n} seeds, 90% interval "
+                              f"[{pct(tost.ci.low)}, {pct(tost.ci.high)}] inside "
+                              f"{pct(target)} +- {100 * delta:.2f}"}
+    if not difference.contains(0.0) and abs(mean - target) > delta:
+        side = "below" if mean < target else "above"
+        return part | {"verdict": NOT_REPRODUCED,
+                       "why": f"mean {pct(mean)} over {n} seeds is {abs(100 * (mean - target)):.2f}"
+                              f" points {side} {pct(target)}, more than the tolerance "
+                              f"{100 * delta:.2f}; 95% interval of the difference "
+                              f"[{pts(difference.low)}, {pts(difference.high)}]"}
+    needed = _quiet(stats.seeds_needed, sd if sd > 0 else 1e-9, delta, mean - target)
+    more = None if needed is None else max(needed - n, 1)
+    return part | {"verdict": INCONCLUSIVE, "more_seeds": more,
+                   "why": f"mean {pct(mean)} over {n} seeds (sd {100 * sd:.2f} points), 90% "
+                          f"interval [{pct(tost.ci.low)}, {pct(tost.ci.high)}] not inside "
+                          f"{pct(target)} +- {100 * delta:.2f} and not clearly outside"}
+
+
+def decide_value(claim: Claim, protocol: Protocol, table: pd.DataFrame, reading: str) -> Verdict:
+    target, delta = claim.paper / 100, claim.tolerance / 100
+    parts = []
+    for framework in _frameworks(claim, protocol):
+        values = _values(table, claim.arm, framework, reading_column(reading)).to_numpy()
+        parts.append({"framework": framework} | value_part(values, target, delta))
+    return _finish(claim, parts, f"{claim.arm}: paper {claim.paper:.2f}% +- "
+                   f"{claim.tolerance:.2f}, {reading} reading")
+
+
+def _finish(claim: Claim, parts: list[dict], context: str) -> Verdict:
+    verdict = combine([p["verdict"] for p in parts])
+    reasons = "; ".join(f"{p['framework']}: {p['why']}" for p in parts)
+    if verdict == REPRODUCED:
+        sentence = f"Reproduced ({context}): {reasons}."
+    elif verdict == NOT_REPRODUCED:
+        sentence = f"Not reproduced ({context}): {reasons}."
+    else:
+        sentence = f"Inconclusive ({context}): {reasons}."
+    more = [p.get("more_seeds") for p in parts if p["verdict"] == INCONCLUSIVE]
+    more_seeds = max((m for m in more if m is not None), default=None)
+    if verdict == INCONCLUSIVE and more_seeds is not None:
+        sentence += f" About {more_seeds} more seed(s) per group would likely decide it."
+    p_values = [p.get("p_value", math.nan) for p in parts]
+    p_value = max(p_values) if verdict == REPRODUCED else math.nan
+    return Verdict(claim, verdict, sentence, {"context": context}, parts, p_value, more_seeds)
+
+
+# ------------------------------------------------------------------------------- comparisons
+
+def comparison_part(a: np.ndarray, b: np.ndarray, margin: float, rng) -> dict:
+    n = len(a)
+    part: dict[str, Any] = {"pairs": n, "margin": margin}
+    if n == 0:
+        return part | {"verdict": INCONCLUSIVE, "why": "no seed with both runs finished",
+                       "more_seeds": None}
+    diff = a - b
+    mean = float(diff.mean())
+    part |= {"mean_a": float(a.mean()), "mean_b": float(b.mean()), "mean_difference": mean}
+    if n < 2:
+        return part | {"verdict": INCONCLUSIVE, "more_seeds": 1,
+                       "why": f"one seed pair (difference {pts(mean)}) gives no interval"}
+    interval = _quiet(stats.paired_difference, a, b)
+    sd = float(diff.std(ddof=1))
+    if sd > 0:
+        p = float(scipy_stats.ttest_1samp(diff - margin, 0.0, alternative="greater").pvalue)
+    else:
+        p = 0.0 if mean > margin else 1.0
+    improvement = _quiet(stats.probability_of_improvement, a, b, rng)
+    part |= {"difference": interval.to_dict(), "p_value": p, "sd": sd,
+             "probability_of_improvement": improvement.to_dict()}
+    if p < ALPHA:
+        return part | {"verdict": REPRODUCED,
+                       "why": f"better by {pts(mean)} on average over {n} seed pairs, 95% "
+                              f"interval [{pts(interval.low)}, {pts(interval.high)}], one-sided "
+                              f"p = {p:.3g}"}
+    if interval.high < margin:
+        return part | {"verdict": NOT_REPRODUCED,
+                       "why": f"difference {pts(mean)} over {n} seed pairs, 95% interval "
+                              f"[{pts(interval.low)}, {pts(interval.high)}] below the margin "
+                              f"{100 * margin:.2f}"}
+    effect = mean - margin
+    needed = _quiet(stats.seeds_needed_difference, sd if sd > 0 else 1e-9, effect) \
+        if effect > 0 else None
+    return part | {"verdict": INCONCLUSIVE, "more_seeds": None if needed is None
+                   else max(needed - n, 1),
+                   "why": f"difference {pts(mean)} over {n} seed pairs, 95% interval "
+                          f"[{pts(interval.low)}, {pts(interval.high)}] (p = {p:.3g})"}
+
+
+def example_tests(a_runs: pd.Series, b_runs: pd.Series, correct_of: Callable | None, rng
+                  ) -> list[dict]:
+    """McNemar and a paired bootstrap over test examples, per seed pair (stored predictions)."""
+    if correct_of is None:
+        return []
+    out = []
+    for seed in sorted(set(a_runs.index) & set(b_runs.index)):
+        ca, cb = correct_of(a_runs[seed]), correct_of(b_runs[seed])
+        if ca is None or cb is None or len(ca) != len(cb):
+            continue
+        mcnemar = stats.mcnemar_exact(ca, cb)
+        boot = _quiet(stats.paired_bootstrap_examples, ca, cb, rng, n_resamples=1000)
+        out.append({"seed": seed, "mcnemar_p": mcnemar.p_value, "a_only": mcnemar.a_only,
+                    "b_only": mcnemar.b_only, "difference": boot.to_dict()})
+    return out
+
+
+def _run_ids(table: pd.DataFrame, arm: str, framework: str, step_column: str) -> pd.Series:
+    if table.empty:
+        return pd.Series(dtype=object)
+    rows = table[(table["arm"] == arm) & (table["framework"] == framework)]
+    return pd.Series(list(zip(rows["run_id"], rows[step_column], strict=True)),
+                     index=rows["seed"])
+
+
+def decide_comparison(claim: Claim, protocol: Protocol, table, reading, rng, correct_of
+                      ) -> Verdict:
+    column = reading_column(reading)
+    steps = "final_step" if reading == "final" else "best_step"
+    margin = (claim.margin or 0.0) / 100
+    parts = []
+    for framework in _frameworks(claim, protocol):
+        a = _values(table, claim.better, framework, column)
+        b = _values(table, claim.worse, framework, column)
+        va, vb, seeds = _paired(a, b)
+        part = {"framework": framework, "seeds": seeds} | comparison_part(va, vb, margin, rng)
+        part["examples"] = example_tests(_run_ids(table, claim.better, framework, steps),
+                                         _run_ids(table, claim.worse, framework, steps),
+                                         correct_of, rng)
+        parts.append(part)
+    return _finish(claim, parts, f"{claim.better} better than {claim.worse} by at least "
+                   f"{claim.margin or 0:.2f} points, {reading} reading")
+
+
+def decide_equivalence(claim: Claim, protocol: Protocol, table, reading) -> Verdict:
+    first, second = _frameworks(claim, protocol)[:2]
+    column = reading_column(reading)
+    a, b, seeds = _paired(_values(table, claim.arm, first, column),
+                          _values(table, claim.arm, second, column))
+    delta = claim.margin / 100
+    part: dict[str, Any] = {"framework": f"{first} - {second}", "pairs": len(a),
+                            "seeds": seeds, "margin": delta}
+    if len(a) < 2:
+        part |= {"verdict": INCONCLUSIVE, "more_seeds": None if len(a) == 0 else 1,
+                 "why": "no seed with both frameworks finished" if len(a) == 0 else
+                        "one seed pair gives no interval"}
+        return _finish(claim, [part], f"{claim.arm}, {first} vs {second} within "
+                       f"{claim.margin:.2f} points, {reading} reading")
+    diff = a - b
+    tost = _quiet(stats.tost_paired, a, b, delta, ALPHA)
+    interval = _quiet(stats.paired_difference, a, b)
+    mean, sd = float(diff.mean()), float(diff.std(ddof=1))
+    part |= {"mean_a": float(a.mean()), "mean_b": float(b.mean()), "mean_difference": mean,
+             "sd": sd, "ci90": tost.ci.to_dict(), "difference": interval.to_dict(),
+             "tost_p": tost.p_value}
+    if tost.equivalent:
+        part |= {"verdict": REPRODUCED, "p_value": tost.p_value,
+                 "why": f"mean difference {pts(mean)} over {len(a)} seeds, 90% interval "
+                        f"[{pts(tost.ci.low)}, {pts(tost.ci.high)}] inside +-"
+                        f"{100 * delta:.2f}"}
+    elif not interval.contains(0.0) and abs(mean) > delta:
+        part |= {"verdict": NOT_REPRODUCED,
+                 "why": f"mean difference {pts(mean)} over {len(a)} seeds exceeds the margin "
+                        f"{100 * delta:.2f}; 95% interval [{pts(interval.low)}, "
+                        f"{pts(interval.high)}]"}
+    else:
+        needed = _quiet(stats.seeds_needed, sd if sd > 0 else 1e-9, delta, mean)
+        part |= {"verdict": INCONCLUSIVE,
+                 "more_seeds": None if needed is None else max(needed - len(a), 1),
+                 "why": f"mean difference {pts(mean)} over {len(a)} seeds, 90% interval "
+                        f"[{pts(tost.ci.low)}, {pts(tost.ci.high)}]"}
+    return _finish(claim, [part], f"{claim.arm}, {first} vs {second} within "
+                   f"{claim.margin:.2f} points, {reading} reading")
+
+
+def decide_ranking(claim: Claim, protocol: Protocol, table, reading, rng) -> Verdict:
+    column = reading_column(reading)
+    parts = []
+    for framework in _frameworks(claim, protocol):
+        best = _values(table, claim.best, framework, column)
+        means = {arm: float(_values(table, arm, framework, column).mean())
+                 if len(_values(table, arm, framework, column)) else math.nan
+                 for arm in claim.arms}
+        others = [arm for arm in claim.arms if arm != claim.best]
+        comparisons = {}
+        for other in others:
+            a, b, _ = _paired(best, _values(table, other, framework, column))
+            comparisons[other] = comparison_part(a, b, 0.0, rng)
+        p_raw = [comparisons[o].get("p_value", math.nan) for o in others]
+        p_holm = stats.holm(p_raw) if others else np.array([])
+        beaten_by = [o for o in others if "difference" in comparisons[o]
+                     and comparisons[o]["difference"]["high"] < 0]
+        part = {"framework": framework, "means": means,
+                "comparisons": {o: comparisons[o] | {"p_holm": float(p)}
+                                for o, p in zip(others, p_holm, strict=True)}}
+        if others and all(np.isfinite(p_holm)) and all(p < ALPHA for p in p_holm):
+            part |= {"verdict": REPRODUCED, "p_value": float(np.nanmax(p_holm)),
+                     "why": f"{claim.best} beats each of {', '.join(others)} (Holm-corrected "
+                            f"p <= {np.nanmax(p_holm):.3g})"}
+        elif beaten_by:
+            part |= {"verdict": NOT_REPRODUCED,
+                     "why": f"{', '.join(beaten_by)} is better than {claim.best} "
+                            "(95% interval of the difference below 0)"}
+        else:
+            top = max((m, a) for a, m in means.items() if math.isfinite(m)) \
+                if any(math.isfinite(m) for m in means.values()) else (math.nan, None)
+            more = [c.get("more_seeds") for c in comparisons.values()]
+            why = (f"the differences are within the seed noise (highest mean: {top[1]} "
+                   f"{pct(top[0])})" if top[1] else "no finished runs yet")
+            part |= {"verdict": INCONCLUSIVE, "why": why,
+                     "more_seeds": max((m for m in more if m is not None), default=None)}
+        parts.append(part)
+    return _finish(claim, parts, f"{claim.best} best among {', '.join(claim.arms)}, "
+                   f"{reading} reading")
+
+
+# ------------------------------------------------------------------------------------ all
+
+def decide(protocol: Protocol, table: pd.DataFrame, rng: np.random.Generator,
+           correct_of: Callable | None = None) -> list[Verdict]:
+    """Every claim of the protocol, then Holm over the `reproduced` ones."""
+    if not table.empty:
+        table = table[table["protocol"] == protocol.name]
+    verdicts = []
+    for claim in protocol.claims:
+        reading = claim.reading or protocol.reading
+        if claim.kind == "value":
+            verdicts.append(decide_value(claim, protocol, table, reading))
+        elif claim.kind == "comparison":
+            verdicts.append(decide_comparison(claim, protocol, table, reading, rng, correct_of))
+        elif claim.kind == "equivalence":
+            verdicts.append(decide_equivalence(claim, protocol, table, reading))
+        else:
+            verdicts.append(decide_ranking(claim, protocol, table, reading, rng))
+    return holm_over(verdicts)
+
+
+def holm_over(verdicts: list[Verdict]) -> list[Verdict]:
+    p = np.array([v.p_value for v in verdicts], dtype=float)
+    adjusted = stats.holm(p) if len(p) else p
+    for verdict, p_holm in zip(verdicts, adjusted, strict=True):
+        verdict.numbers["p_holm"] = None if not np.isfinite(p_holm) else float(p_holm)
+        if verdict.verdict == REPRODUCED and np.isfinite(p_holm) and p_holm >= ALPHA:
+            verdict.verdict = INCONCLUSIVE
+            verdict.sentence = (f"Inconclusive after Holm's correction over the report's "
+                                f"{len(verdicts)} claims (adjusted p = {p_holm:.3g}): "
+                                + verdict.sentence)
+    return verdicts
+
+
+# ------------------------------------------------------------------------- published alone
+
+def published_intervals(protocol: Protocol, default_test_images: int) -> list[dict]:
+    """Each published figure with its 95% Wilson interval from the test-set size, and whether
+    it differs from the paper's figure for the same arm by more than sampling error (two
+    independent binomial errors; the same test set makes this conservative)."""
+    papers = {p.arm: p for p in protocol.published if p.source.kind == "paper" and p.arm}
+    rows = []
+    for figure in protocol.published:
+        n = figure.test_images or default_test_images
+        k = round(figure.value / 100 * n)
+        interval = stats.wilson(k, n)
+        row = {"id": figure.id, "value": figure.value / 100, "n": n, "wilson": interval.to_dict(),
+               "arm": figure.arm, "reading": figure.reading, "setting": figure.setting,
+               "source": figure.source.__dict__, "framework": figure.framework}
+        paper = papers.get(figure.arm)
+        if paper is not None and paper.id != figure.id:
+            p1, p2 = paper.value / 100, figure.value / 100
+            se = math.sqrt(p1 * (1 - p1) / n + p2 * (1 - p2) / n)
+            row["versus_paper"] = {"difference": p2 - p1, "se": se,
+                                   "beyond_sampling_error": abs(p2 - p1) > 1.96 * se}
+        rows.append(row)
+    return rows
