@@ -1,0 +1,169 @@
+"""Verdicts on hand-built result sets: for every claim kind, one set that must be reproduced,
+one not reproduced and one inconclusive; Holm over a report; published figures alone."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from audit import verdict
+from audit.protocol import parse
+
+PROTOCOL = {
+    "version": 1, "name": "v", "title": "verdict tests", "frameworks": ["torch", "jittor"],
+    "seeds": [0, 1, 2, 3, 4], "paper": {"title": "TransFG"},
+    "data": {"dataset": "cub"}, "model": {"preset": "tiny"},
+    "arms": {"transfg": {}, "vit": {"model": {"variant": "vit"}},
+             "a0": {"model": {"alpha": 0.0}}, "a4": {}, "a6": {"model": {"alpha": 0.6}}},
+    "published": [{"id": "paper", "value": 91.7, "setting": "paper", "arm": "transfg",
+                   "source": {"kind": "paper", "citation": "He et al. 2022"}},
+                  {"id": "issue", "value": 89.0, "setting": "issue", "arm": "transfg",
+                   "source": {"kind": "issue", "citation": "issue #1"}},
+                  {"id": "near", "value": 91.5, "setting": "issue", "arm": "transfg",
+                   "source": {"kind": "issue", "citation": "issue #2"}}],
+    "claims": [
+        {"id": "value", "kind": "value", "text": "t", "arm": "transfg", "paper": 91.7,
+         "tolerance": 1.0, "source": "paper", "frameworks": ["torch"]},
+        {"id": "comparison", "kind": "comparison", "text": "t", "better": "transfg",
+         "worse": "vit", "frameworks": ["torch"]},
+        {"id": "equivalence", "kind": "equivalence", "text": "t", "arm": "transfg",
+         "frameworks": ["jittor", "torch"], "margin": 0.5},
+        {"id": "ranking", "kind": "ranking", "text": "t", "arms": ["a0", "a4", "a6"],
+         "best": "a4", "frameworks": ["torch"]},
+    ],
+}
+PROTOCOL_OBJ = parse(PROTOCOL, "verdict-test.toml")
+CLAIMS = {c.id: c for c in PROTOCOL_OBJ.claims}
+
+
+def table(values: dict[tuple[str, str], list[float]]) -> pd.DataFrame:
+    rows = []
+    for (arm, framework), accuracies in values.items():
+        for seed, accuracy in enumerate(accuracies):
+            rows.append({"protocol": "v", "arm": arm, "framework": framework,
+                         "seed": f"seed {seed}", "run_id": f"{arm}-{framework}-{seed}",
+                         "final_accuracy": accuracy, "best_accuracy": accuracy + 0.003,
+                         "final_step": 100, "best_step": 60})
+    return pd.DataFrame(rows)
+
+
+def decide(claim_id, values, correct_of=None):
+    rng = np.random.default_rng(0)
+    claim = CLAIMS[claim_id]
+    t = table(values)
+    if claim.kind == "value":
+        return verdict.decide_value(claim, PROTOCOL_OBJ, t, "final")
+    if claim.kind == "comparison":
+        return verdict.decide_comparison(claim, PROTOCOL_OBJ, t, "final", rng, correct_of)
+    if claim.kind == "equivalence":
+        return verdict.decide_equivalence(claim, PROTOCOL_OBJ, t, "final")
+    return verdict.decide_ranking(claim, PROTOCOL_OBJ, t, "final", rng)
+
+
+BASE = np.array([0.880, 0.884, 0.878, 0.886, 0.882])  # a seed effect shared by paired arms
+NOISE = np.array([0.0004, -0.0003, 0.0001, -0.0002, 0.0003])
+WIDE = np.array([-0.012, 0.010, -0.004, 0.014, -0.008])
+
+
+@pytest.mark.parametrize("values,expected", [
+    ([0.916, 0.918, 0.917, 0.915, 0.919], "reproduced"),
+    ([0.880, 0.882, 0.879, 0.881, 0.883], "not reproduced"),
+    ([0.905, 0.925, 0.892, 0.935, 0.915], "inconclusive"),
+    ([0.917], "inconclusive"),  # one seed: no interval
+    ([], "inconclusive"),  # no runs
+])
+def test_value_claims(values, expected):
+    v = decide("value", {("transfg", "torch"): values})
+    assert v.verdict == expected, v.sentence
+    assert v.sentence.lower().startswith(expected)
+    if expected == "reproduced":
+        assert v.p_value < 0.05 and v.parts[0]["paper_in_prediction"]
+    if expected == "not reproduced":
+        assert "below" in v.sentence
+    if values and len(values) > 2 and expected == "inconclusive":
+        assert v.more_seeds and v.more_seeds >= 1 and "more seed" in v.sentence
+
+
+@pytest.mark.parametrize("difference,expected", [
+    (0.01 + NOISE, "reproduced"),
+    (-0.01 + NOISE, "not reproduced"),
+    (WIDE, "inconclusive"),
+])
+def test_comparison_claims(difference, expected):
+    v = decide("comparison", {("transfg", "torch"): list(BASE + difference),
+                              ("vit", "torch"): list(BASE)})
+    assert v.verdict == expected, v.sentence
+    part = v.parts[0]
+    assert part["pairs"] == 5 and part["seeds"] == [f"seed {i}" for i in range(5)]
+    poi = part["probability_of_improvement"]
+    if expected == "reproduced":
+        assert poi["estimate"] > 0.5
+    if expected == "not reproduced":
+        assert poi["estimate"] < 0.5
+
+
+def test_comparison_pairs_by_seed_and_tests_examples():
+    rng = np.random.default_rng(1)
+    truth = rng.integers(0, 2, size=(5, 400))
+    better = truth | (rng.random((5, 400)) < 0.3)  # A right wherever B is, and more
+
+    def correct_of(key):
+        run_id, step = key
+        seed = int(run_id.rsplit("-", 1)[1])
+        assert step == 100  # the final reading's step
+        return better[seed] if run_id.startswith("transfg") else truth[seed]
+
+    v = decide("comparison", {("transfg", "torch"): list(better.mean(1)),
+                              ("vit", "torch"): list(truth.mean(1))}, correct_of)
+    examples = v.parts[0]["examples"]
+    assert len(examples) == 5
+    assert all(e["b_only"] == 0 and e["a_only"] > 0 and e["mcnemar_p"] < 1e-6 for e in examples)
+    assert all(e["difference"]["low"] > 0 for e in examples)
+
+
+@pytest.mark.parametrize("offset,expected", [
+    (NOISE, "reproduced"),
+    (-0.02 + NOISE, "not reproduced"),
+    (WIDE, "inconclusive"),
+])
+def test_equivalence_claims(offset, expected):
+    v = decide("equivalence", {("transfg", "jittor"): list(BASE + offset),
+                               ("transfg", "torch"): list(BASE)})
+    assert v.verdict == expected, v.sentence
+
+
+@pytest.mark.parametrize("a0,a6,expected", [
+    (BASE - 0.01 + NOISE, BASE - 0.012 - NOISE, "reproduced"),
+    (BASE + 0.02 + NOISE, BASE - 0.01, "not reproduced"),
+    (BASE + WIDE, BASE - WIDE, "inconclusive"),
+])
+def test_ranking_claims(a0, a6, expected):
+    v = decide("ranking", {("a0", "torch"): list(a0), ("a4", "torch"): list(BASE),
+                           ("a6", "torch"): list(a6)})
+    assert v.verdict == expected, v.sentence
+    if expected == "not reproduced":
+        assert "a0 is better than a4" in v.sentence
+
+
+def test_holm_over_a_report_demotes_marginal_reproductions():
+    def marginal(p):
+        v = verdict.Verdict(CLAIMS["value"], verdict.REPRODUCED, "Reproduced.", p_value=p)
+        return v
+    verdicts = verdict.holm_over([marginal(0.03), marginal(0.04), marginal(0.001)])
+    assert [v.verdict for v in verdicts] == ["inconclusive", "inconclusive", "reproduced"]
+    assert "Holm" in verdicts[0].sentence
+
+
+def test_all_claims_with_no_runs_are_inconclusive():
+    verdicts = verdict.decide(PROTOCOL_OBJ, pd.DataFrame(), np.random.default_rng(0))
+    assert [v.verdict for v in verdicts] == ["inconclusive"] * 4
+    assert all("no finished runs" in v.sentence or "no seed" in v.sentence for v in verdicts)
+
+
+def test_published_figures_alone_get_wilson_intervals():
+    rows = {r["id"]: r for r in verdict.published_intervals(PROTOCOL_OBJ, 5794)}
+    paper = rows["paper"]["wilson"]
+    assert paper["low"] == pytest.approx(0.9096, abs=2e-4)
+    assert paper["high"] == pytest.approx(0.9238, abs=2e-4)
+    assert rows["issue"]["versus_paper"]["beyond_sampling_error"]  # 89.0 vs 91.7
+    assert not rows["near"]["versus_paper"]["beyond_sampling_error"]  # 91.5 vs 91.7
+    assert "versus_paper" not in rows["paper"]
