@@ -1,0 +1,473 @@
+"""Intervals and tests behind the audit's verdicts (spec/statistics.md).
+
+Accuracies are proportions in [0, 1]; the report converts to percent. Every random function takes
+an explicit `rng` (a numpy Generator). A quantity that the data cannot define (one seed, zero spread
+across seeds, ...) comes back as NaN with a `StatsWarning`, never as an exception or a quiet 0;
+malformed input (NaN accuracies, a level outside (0, 1), arms of different lengths) raises
+`ValueError`.
+
+References
+----------
+[1] E. B. Wilson, "Probable inference, the law of succession, and statistical inference",
+    JASA 22 (1927).
+[2] D. J. Schuirmann, "A comparison of the two one-sided tests procedure and the power approach
+    for assessing the equivalence of average bioavailability",
+    J. Pharmacokinet. Biopharm. 15 (1987).
+[3] K. F. Phillips, "Power of the two one-sided tests procedure in bioequivalence",
+    J. Pharmacokinet. Biopharm. 18 (1990).
+[4] X. Bouthillier et al., "Accounting for variance in machine learning benchmarks", MLSys 2021.
+[5] A. C. Davison, D. V. Hinkley, "Bootstrap methods and their application" (1997), sec. 3.8
+    (bootstrapping two-stage data) and sec. 5.3 (BCa).
+[6] Q. McNemar, "Note on the sampling error of the difference between correlated proportions",
+    Psychometrika 12 (1947); exact form: binomial test on the discordant pairs.
+[7] S. Holm, "A simple sequentially rejective multiple test procedure", Scand. J. Stat. 6 (1979).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from scipy import integrate, stats
+
+# Bootstrap resamples are drawn in batches of this many, which bounds memory at (batch, n_examples)
+# for a 5794-image test set; fixed so that a given rng seed always gives the same interval.
+_BOOTSTRAP_BATCH = 500
+# Gauss-Legendre nodes for the exact TOST power integral; 64 agree with adaptive quad to ~1e-6.
+_POWER_NODES = np.polynomial.legendre.leggauss(64)
+
+
+class StatsWarning(UserWarning):
+    """A statistic is undefined for these data (NaN returned) or fell back to a weaker method."""
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate with a two-sided interval at confidence `level` (e.g. 0.95)."""
+
+    estimate: float
+    low: float
+    high: float
+    level: float
+
+    def contains(self, x: float) -> bool:
+        """Whether `x` lies in [low, high]; False for an undefined (NaN) interval."""
+        return bool(self.low <= x <= self.high)
+
+    def to_dict(self) -> dict:
+        return {"estimate": self.estimate, "low": self.low, "high": self.high,
+                "level": self.level}
+
+
+# ---------------------------------------------------------------------------------------------
+# Input validation and the undefined case
+
+
+def _warn(message: str) -> None:
+    # stacklevel 3: point at the caller of the public function, not at this helper
+    warnings.warn(message, StatsWarning, stacklevel=3)
+
+
+def _values(values, name: str = "values") -> np.ndarray:
+    """A 1-D float array of finite values, or a ValueError that names the argument."""
+    x = np.asarray(values, dtype=float)
+    if x.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{name} contains NaN or infinite values: {x.tolist()}; drop missing "
+                         "runs before calling")
+    return x
+
+
+def _paired(a, b) -> np.ndarray:
+    """a - b for two arms paired by position (same seeds, same order)."""
+    a, b = _values(a, "a"), _values(b, "b")
+    if a.size != b.size:
+        raise ValueError(f"paired arms must have the same length, got {a.size} and {b.size}")
+    return a - b
+
+
+def _correct(x, name: str) -> np.ndarray:
+    """A non-empty 1-D boolean array from per-example 0/1 correctness."""
+    arr = np.asarray(x)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D array of 0/1, got shape {arr.shape}")
+    if not np.all((arr == 0) | (arr == 1)):
+        raise ValueError(f"{name} must hold only 0/1 (or booleans)")
+    return arr.astype(bool)
+
+
+def _correct_pair(correct_a, correct_b) -> tuple[np.ndarray, np.ndarray]:
+    a, b = _correct(correct_a, "correct_a"), _correct(correct_b, "correct_b")
+    if a.size != b.size:
+        raise ValueError(f"both arms must be scored on the same test examples, got {a.size} "
+                         f"and {b.size} examples")
+    return a, b
+
+
+def _check_probability(value: float, name: str, upper: float = 1.0) -> None:
+    if not 0.0 < value < upper:
+        raise ValueError(f"{name} must lie in (0, {upper}), got {value}")
+
+
+def _nan_interval(estimate: float, level: float) -> Interval:
+    return Interval(float(estimate), math.nan, math.nan, level)
+
+
+def _seed_spread(x: np.ndarray, what: str) -> float | None:
+    """The sample SD of `x`, or None (with a warning) where a t-based statistic is undefined."""
+    if x.size < 2:
+        _warn(f"{what} needs at least 2 values (seeds), got {x.size}: returning NaN")
+        return None
+    # ptp, not var: identical floats can give a tiny nonzero variance by rounding
+    if np.ptp(x) == 0:
+        _warn(f"{what} is undefined: all {x.size} values are identical (zero spread), so the "
+              "seeds measured no variation; returning NaN")
+        return None
+    return float(np.std(x, ddof=1))
+
+
+# ---------------------------------------------------------------------------------------------
+# Per run: the finite test set
+
+
+def wilson(k: int, n: int, level: float = 0.95) -> Interval:
+    """Wilson score interval [1] for accuracy k/n; the test-set sampling error of one run.
+
+    Never the normal approximation, which leaves [0, 1] and under-covers near 100%.
+    """
+    k, n = operator.index(k), operator.index(n)
+    _check_probability(level, "level")
+    if n < 0 or not 0 <= k <= max(n, 0):
+        raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
+    if n == 0:
+        _warn("accuracy of an empty test set is undefined: returning NaN")
+        return _nan_interval(math.nan, level)
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=level, method="wilson")
+    return Interval(k / n, float(ci.low), float(ci.high), level)
+
+
+# ---------------------------------------------------------------------------------------------
+# Across seeds: one arm
+
+
+def t_interval(values, level: float = 0.95) -> Interval:
+    """Student-t interval of the mean over seeds: mean +- t((1+level)/2, n-1) * s / sqrt(n).
+
+    The right interval for 3-5 seeds, where a percentile bootstrap under-covers badly.
+    """
+    _check_probability(level, "level")
+    x = _values(values)
+    estimate = float(x.mean()) if x.size else math.nan
+    sd = _seed_spread(x, "the t-interval")
+    if sd is None:
+        return _nan_interval(estimate, level)
+    low, high = stats.t.interval(level, x.size - 1, loc=estimate, scale=sd / math.sqrt(x.size))
+    return Interval(estimate, float(low), float(high), level)
+
+
+def prediction_interval(values, level: float = 0.95) -> Interval:
+    """Where one new run would land: mean +- t((1+level)/2, n-1) * s * sqrt(1 + 1/n).
+
+    The yardstick for a paper figure that is itself a single run.
+    """
+    _check_probability(level, "level")
+    x = _values(values)
+    estimate = float(x.mean()) if x.size else math.nan
+    sd = _seed_spread(x, "the prediction interval")
+    if sd is None:
+        return _nan_interval(estimate, level)
+    half = stats.t.ppf((1 + level) / 2, x.size - 1) * sd * math.sqrt(1 + 1 / x.size)
+    return Interval(estimate, estimate - half, estimate + half, level)
+
+
+def difference_interval(values, target: float, level: float = 0.95) -> Interval:
+    """t-interval of mean(values) - target (ours minus the paper's figure)."""
+    return t_interval(_values(values) - target, level)
+
+
+def two_level_bootstrap(correct: list[np.ndarray], rng: np.random.Generator, level: float = 0.95,
+                        n_resamples: int = 2000) -> Interval:
+    """Percentile interval of the mean accuracy over seeds, from seed and test-set noise together.
+
+    `correct[i]` is the 0/1 correctness over the test examples of seed i. Procedure [5]:
+      1. resample the seeds with replacement;
+      2. within each drawn seed, resample its n_i examples with replacement and score them;
+      3. average the resampled accuracies; repeat `n_resamples` times; take the percentiles.
+    Step 2 for 0/1 data is exactly a Binomial(n_i, accuracy_i) draw, so it is drawn as one.
+
+    The estimate is the mean over seeds of their accuracies. Coverage depends on the ratio of seed
+    SD to test-set SE (the within-seed noise is counted twice, the between-seed spread shrunk by
+    (S-1)/S): conservative when test noise dominates, short when seed noise dominates at 3-5 seeds.
+    Each seed's evaluation is treated as its own test sample; when all seeds share one test set,
+    its sampling error is common to them and this interval understates it.
+    """
+    _check_probability(level, "level")
+    arrays = [_correct(c, f"correct[{i}]") for i, c in enumerate(correct)]
+    sizes = np.array([a.size for a in arrays])
+    accuracy = np.array([a.mean() for a in arrays])
+    estimate = float(accuracy.mean()) if arrays else math.nan
+    if len(arrays) < 2:
+        _warn(f"the two-level bootstrap needs at least 2 seeds, got {len(arrays)}: returning NaN")
+        return _nan_interval(estimate, level)
+    seeds = rng.integers(0, len(arrays), size=(n_resamples, len(arrays)))  # (B, S)
+    resampled = rng.binomial(sizes[seeds], accuracy[seeds]) / sizes[seeds]  # (B, S)
+    low, high = np.quantile(resampled.mean(axis=1), [(1 - level) / 2, (1 + level) / 2])
+    return Interval(estimate, float(low), float(high), level)
+
+
+@lru_cache(maxsize=256)
+def _expected_max_standard_normal(n: int) -> float:
+    """E[max of n iid N(0, 1)] = integral of x * n * phi(x) * Phi(x)^(n-1) dx."""
+    if n == 1:
+        return 0.0
+    value, _ = integrate.quad(
+        lambda x: x * n * stats.norm.pdf(x) * stats.norm.cdf(x) ** (n - 1), -np.inf, np.inf)
+    return value
+
+
+def expected_best_of_n(values, n: int) -> float:
+    """Expected maximum of n runs, modelling runs as normal with the seeds' mean and SD.
+
+    mean + s * E[max of n standard normals]: what a paper that reports its best of n runs (or
+    checkpoints) would show on average.
+    """
+    n = operator.index(n)
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    x = _values(values)
+    if x.size < 2:
+        _warn(f"expected best-of-{n} needs at least 2 values (seeds), got {x.size}: "
+              "returning NaN")
+        return math.nan
+    return float(x.mean() + np.std(x, ddof=1) * _expected_max_standard_normal(n))
+
+
+# ---------------------------------------------------------------------------------------------
+# A claim against the paper's value: equivalence (TOST) and its power
+
+
+@dataclass(frozen=True)
+class Tost:
+    """Two one-sided tests [2]: equivalent when both reject at alpha."""
+
+    p_value: float  # the larger of the two one-sided p-values
+    equivalent: bool  # p_value < alpha
+    ci: Interval  # the (1 - 2 alpha) t-interval: inside the margin exactly when equivalent
+    delta: float
+
+
+def tost_one_sample(values, target: float, delta: float, alpha: float = 0.05) -> Tost:
+    """Is mean(values) within target +- delta? TOST [2] with one-sample t-tests.
+
+    Tests H0: mean <= target - delta (against greater) and H0: mean >= target + delta (against
+    less); the p-value is the larger of the two. `ci` is the (1 - 2 alpha) t-interval of
+    mean(values), to be read against (target - delta, target + delta).
+    """
+    if not delta > 0:
+        raise ValueError(f"the equivalence margin delta must be positive, got {delta}")
+    _check_probability(alpha, "alpha", upper=0.5)
+    x = _values(values)
+    ci = t_interval(x, 1 - 2 * alpha)
+    if math.isnan(ci.low):  # t_interval has warned why
+        return Tost(math.nan, False, ci, delta)
+    p_lower = stats.ttest_1samp(x, target - delta, alternative="greater").pvalue
+    p_upper = stats.ttest_1samp(x, target + delta, alternative="less").pvalue
+    p_value = float(max(p_lower, p_upper))
+    return Tost(p_value, p_value < alpha, ci, delta)
+
+
+def tost_power(n, sd: float, delta: float, difference: float = 0.0,
+               alpha: float = 0.05) -> np.ndarray:
+    """Exact power of the one-sample TOST at n seeds, true offset `difference`, seed SD `sd` [3].
+
+    Given the sample SD s, TOST rejects exactly when
+        -delta + c * s / sqrt(n) < mean - target < delta - c * s / sqrt(n),   c = t(1-alpha, n-1),
+    a normal probability for the mean. Integrating it over the distribution of s
+    (s / sd ~ chi(n-1) / sqrt(n-1)) gives the power with no approximation. The two one-sided
+    noncentral-t powers share s; combining them as P1 + P2 - 1 is only a lower bound on this.
+    Returns an array shaped like `n`.
+    """
+    n = np.asarray(n, dtype=float)
+    if np.any(n < 2):
+        raise ValueError(f"TOST needs at least 2 seeds, got n={n.tolist()}")
+    df = n - 1
+    c = stats.t.ppf(1 - alpha, df)
+    se = sd / np.sqrt(n)
+    hi, lo = (delta - difference) / se, (-delta - difference) / se
+    u_max = delta / (c * se)  # beyond this s the acceptance region is empty
+    chi = stats.chi(df, scale=1 / np.sqrt(df))
+    # integrate over q = F(u) on [0, F(u_max)], where the integrand is smooth and bounded
+    q_max = chi.cdf(u_max)[..., None]
+    nodes, weights = _POWER_NODES
+    q = q_max * (nodes + 1) / 2  # (..., nodes)
+    u = stats.chi.ppf(q, df[..., None], scale=1 / np.sqrt(df[..., None]))
+    c, hi, lo = c[..., None], hi[..., None], lo[..., None]
+    accept = np.clip(stats.norm.cdf(hi - c * u) - stats.norm.cdf(lo + c * u), 0, 1)
+    return np.sum(weights * accept, axis=-1) * q_max[..., 0] / 2
+
+
+def seeds_needed(sd: float, delta: float, difference: float = 0.0, alpha: float = 0.05,
+                 power: float = 0.8, max_n: int = 1000) -> int | None:
+    """Smallest n >= 2 seeds at which a one-sample TOST reaches `power` (exact, `tost_power`).
+
+    None when |difference| >= delta (equivalence is false, no n shows it) or when not reached by
+    `max_n`; None with a warning when `sd` is not a positive number (e.g. from one seed).
+    """
+    if not delta > 0:
+        raise ValueError(f"the equivalence margin delta must be positive, got {delta}")
+    _check_probability(alpha, "alpha", upper=0.5)
+    _check_probability(power, "power")
+    if not sd > 0:
+        _warn(f"seeds needed is undefined for seed SD {sd}: returning None")
+        return None
+    if abs(difference) >= delta:
+        return None
+    n = np.arange(2, max(max_n, 2) + 1)
+    reached = np.flatnonzero(tost_power(n, sd, delta, difference, alpha) >= power)
+    return int(n[reached[0]]) if reached.size else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparisons: A against B
+
+
+def paired_difference(a, b, level: float = 0.95) -> Interval:
+    """t-interval of mean(a - b), runs paired by position (same seed in both arms)."""
+    return t_interval(_paired(a, b), level)
+
+
+def tost_paired(a, b, delta: float, alpha: float = 0.05) -> Tost:
+    """Is mean(a - b) within +- delta? One-sample TOST on the paired differences (frameworks)."""
+    return tost_one_sample(_paired(a, b), 0.0, delta, alpha)
+
+
+def _p_improvement(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+    """P(A > B) over all pairs, ties 1/2; vectorised over leading (resample) axes."""
+    a, b = np.moveaxis(a, axis, -1), np.moveaxis(b, axis, -1)
+    wins = (a[..., :, None] > b[..., None, :]) + 0.5 * (a[..., :, None] == b[..., None, :])
+    return wins.mean(axis=(-2, -1))
+
+
+def probability_of_improvement(a, b, rng: np.random.Generator, level: float = 0.95,
+                               n_resamples: int = 2000) -> Interval:
+    """P(A > B) [4]: the share of (run of A, run of B) pairs that A wins, ties counting 1/2.
+
+    Equal to the Mann-Whitney U of A over n_a * n_b. Interval: percentile bootstrap resampling the
+    two arms independently. Call it an improvement only if the interval lies above 0.5 and the
+    estimate exceeds 0.75 [4].
+    """
+    _check_probability(level, "level")
+    a, b = _values(a, "a"), _values(b, "b")
+    if a.size == 0 or b.size == 0:
+        raise ValueError(f"both arms need runs, got {a.size} and {b.size}")
+    estimate = float(_p_improvement(a, b))
+    if min(a.size, b.size) < 2:
+        _warn(f"the interval of P(A > B) needs at least 2 runs per arm, got {a.size} and "
+              f"{b.size}: returning NaN bounds")
+        return _nan_interval(estimate, level)
+    res = stats.bootstrap((a, b), _p_improvement, n_resamples=n_resamples, vectorized=True,
+                          paired=False, confidence_level=level, method="percentile",
+                          batch=_BOOTSTRAP_BATCH, rng=rng)
+    return Interval(estimate, float(res.confidence_interval.low),
+                    float(res.confidence_interval.high), level)
+
+
+@dataclass(frozen=True)
+class McNemar:
+    """Exact McNemar test [6] of two classifiers scored on the same test examples."""
+
+    p_value: float  # two-sided binomial test of a_only against b_only; 1.0 with no discordance
+    a_only: int  # examples A gets right and B wrong
+    b_only: int  # examples B gets right and A wrong
+
+
+def mcnemar_exact(correct_a, correct_b) -> McNemar:
+    """Exact McNemar: under H0 each discordant example is A's with probability 1/2."""
+    a, b = _correct_pair(correct_a, correct_b)
+    a_only, b_only = int(np.sum(a & ~b)), int(np.sum(~a & b))
+    if a_only + b_only == 0:
+        return McNemar(1.0, 0, 0)
+    return McNemar(float(stats.binomtest(a_only, a_only + b_only).pvalue), a_only, b_only)
+
+
+def _mean_difference(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    return x.mean(axis=axis) - y.mean(axis=axis)
+
+
+def paired_bootstrap_examples(correct_a, correct_b, rng: np.random.Generator,
+                              level: float = 0.95, n_resamples: int = 2000) -> Interval:
+    """BCa interval [5] of accuracy(A) - accuracy(B), resampling the shared test examples.
+
+    Falls back to the percentile interval (same resamples), with a warning, when BCa is degenerate,
+    e.g. when A and B agree on every example.
+    """
+    _check_probability(level, "level")
+    a, b = _correct_pair(correct_a, correct_b)
+    data = (a.astype(float), b.astype(float))
+    options = {"vectorized": True, "paired": True, "confidence_level": level,
+               "batch": _BOOTSTRAP_BATCH}
+    with warnings.catch_warnings():
+        # a degenerate BCa (scipy warns, then divides 0 by 0) is detected and reported below
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = stats.bootstrap(data, _mean_difference, n_resamples=n_resamples, method="BCa",
+                              rng=rng, **options)
+    ci = res.confidence_interval
+    if not (np.isfinite(ci.low) and np.isfinite(ci.high)):
+        _warn("the BCa interval is degenerate for these predictions (e.g. no discordant "
+              "examples): using the percentile interval of the same resamples")
+        ci = stats.bootstrap(data, _mean_difference, n_resamples=0, method="percentile",
+                             bootstrap_result=res, **options).confidence_interval
+    return Interval(float(a.mean() - b.mean()), float(ci.low), float(ci.high), level)
+
+
+def seeds_needed_difference(sd: float, effect: float, alpha: float = 0.05, power: float = 0.8,
+                            max_n: int = 1000) -> int | None:
+    """Smallest n >= 2 seed pairs at which a one-sided paired t-test detects `effect` > 0.
+
+    Power at n: P(T > t(1-alpha, n-1)) with T ~ noncentral t(n-1, effect * sqrt(n) / sd), `sd`
+    the SD of the paired differences. None if not reached by `max_n`; None with a warning when
+    `sd` is not a positive number.
+    """
+    if not effect > 0:
+        raise ValueError(f"effect must be positive (the difference to detect), got {effect}")
+    _check_probability(alpha, "alpha")
+    _check_probability(power, "power")
+    if not sd > 0:
+        _warn(f"seeds needed is undefined for paired-difference SD {sd}: returning None")
+        return None
+    n = np.arange(2, max(max_n, 2) + 1)
+    df = n - 1
+    achieved = stats.nct.sf(stats.t.ppf(1 - alpha, df), df, effect * np.sqrt(n) / sd)
+    reached = np.flatnonzero(achieved >= power)
+    return int(n[reached[0]]) if reached.size else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Many claims at once
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm step-down adjusted p-values [7], in input order; NaN stays NaN and is not counted.
+
+    With the m defined p-values sorted ascending, p_(1) <= ... <= p_(m):
+    adjusted_(i) = min(1, max over j <= i of (m - j + 1) * p_(j)).
+    """
+    p = np.asarray(p_values, dtype=float)
+    if p.ndim != 1:
+        raise ValueError(f"p_values must be one-dimensional, got shape {p.shape}")
+    defined = ~np.isnan(p)
+    if np.any((p[defined] < 0) | (p[defined] > 1)):
+        raise ValueError(f"p-values must lie in [0, 1], got {p.tolist()}")
+    adjusted = np.full_like(p, np.nan)
+    index = np.flatnonzero(defined)
+    order = index[np.argsort(p[index], kind="stable")]
+    m = order.size
+    steps = (m - np.arange(m)) * p[order]
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate(steps))
+    return adjusted

@@ -1,0 +1,170 @@
+"""`audit report`: with no runs it shows the published figures of every shipped protocol; after
+`audit run` on the default protocol it shows our runs and verdicts (checked in the PDF's text
+and its pages as images); protocol text renders inert and the PDF renderer makes no network
+request."""
+
+import http.server
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from audit.cli import main
+from audit.report import render
+
+PROTOCOLS = Path(__file__).parents[2] / "protocols"
+SHIPPED = sorted(p for p in PROTOCOLS.glob("transfg-*.toml"))
+
+
+def pdf_text(path: Path) -> str:
+    return subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True,
+                          text=True, check=True).stdout
+
+
+def pdf_pages_as_images(path: Path, folder: Path) -> list[Path]:
+    subprocess.run(["pdftoppm", "-r", "40", "-png", str(path), str(folder / "page")],
+                   check=True)
+    return sorted(folder.glob("page-*.png"))
+
+
+def test_shipped_protocols_with_no_runs_show_the_published_figures(tmp_path, capsys):
+    out = tmp_path / "reports"
+    assert main(["report", *map(str, SHIPPED), "--store", str(tmp_path / "empty"), "-o",
+                 str(out), "--format", "html,pdf,json,csv,model-index"]) == 0
+    text = pdf_text(out / "report.pdf")
+    compact = " ".join(text.split())
+    assert "No finished runs yet" in compact
+    # CUB: the paper's 91.7 on 5794 test images, Wilson [90.96, 92.38] (spec/statistics.md).
+    assert "91.70" in text and "[90.96, 92.38]" in text
+    for name in ("transfg-cub", "transfg-cars", "transfg-dogs", "transfg-nabirds",
+                 "transfg-inat2017", "transfg-ablations-cub"):
+        assert name in text
+    assert "inconclusive" in text and "github.com/TACJu/TransFG/issues/14" in compact
+    data = json.loads((out / "report.json").read_text())
+    assert {v["verdict"] for v in data["verdicts"]} == {"inconclusive"}
+    assert len(data["verdicts"]) == sum(len(s["claims"]) for s in data["sections"]) > 20
+    pages = pdf_pages_as_images(out / "report.pdf", tmp_path)
+    assert len(pages) >= 6
+    html = (out / "report.html").read_text()
+    assert "<svg" in html and "http://" not in html.split("<body>")[1].split("<a ")[0]
+    assert (out / "report-claims.csv").read_text().startswith("claim,kind,verdict")
+    assert "Models" in (out / "report-model-index.yml").read_text()
+
+
+def test_default_protocol_after_a_run_shows_our_runs_and_verdicts(tmp_path):
+    store = tmp_path / "runs"
+    run = subprocess.run([sys.executable, "-m", "audit.cli", "run", "protocols/default.toml",
+                          "--smoke", "--seeds", "0,1,2", "--store", str(store)],
+                         cwd=PROTOCOLS.parent, capture_output=True, text=True, timeout=1200)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = tmp_path / "reports"
+    assert main(["report", str(PROTOCOLS / "default.toml"), "--smoke", "--store", str(store),
+                 "-o", str(out)]) == 0
+    data = json.loads((out / "default.json").read_text())
+    verdicts = {v["claim"]: v for v in data["verdicts"]}
+    assert set(verdicts) == {"frameworks-agree", "vit-frameworks-agree", "psm-helps"}
+    assert len(data["results"]) == 12  # 2 arms x 2 frameworks x 3 seeds
+    text = " ".join(pdf_text(out / "default.pdf").split())
+    for claim_id, v in verdicts.items():
+        assert claim_id in text and v["verdict"] in text
+    # Our runs' numbers are in the PDF: each arm's mean final accuracy over seeds.
+    for arm in data["sections"][0]["arms"]:
+        assert arm["mean"] in text
+    assert "Seed variance" in text and "device-hours" in text
+    pages = pdf_pages_as_images(out / "default.pdf", tmp_path)
+    assert pages and all(p.stat().st_size > 1000 for p in pages)
+
+
+class Counter(http.server.BaseHTTPRequestHandler):
+    requests: ClassVar[list[str]] = []
+
+    def do_GET(self):
+        Counter.requests.append(self.path)
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server():
+    Counter.requests = []
+    httpd = http.server.HTTPServer(("127.0.0.1", 0), Counter)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+HOSTILE = """
+version = 1
+name = "hostile"
+title = "<script>alert('title')</script>"
+description = "<b onmouseover=alert(1)>bold</b>"
+frameworks = ["torch"]
+seeds = [0]
+[paper]
+title = "<img src='{url}/paper.png'>"
+url = "javascript:alert(1)"
+[data]
+dataset = "digits"
+root = "bundled"
+[model]
+preset = "tiny"
+[arms.transfg]
+[[published]]
+id = "p"
+value = 50.0
+setting = "<iframe src='{url}/frame'></iframe>"
+arm = "transfg"
+[published.source]
+kind = "paper"
+citation = "<a href='{url}/x'>x</a>"
+url = "{url}/ok\\"><script>x</script>"
+quote = "<img src='{url}/quote.png'>"
+[[claims]]
+id = "c"
+kind = "value"
+text = "<script>document.write('claim')</script>"
+arm = "transfg"
+paper = 50.0
+tolerance = 1.0
+source = "p"
+"""
+
+
+def test_protocol_text_renders_inert_and_the_pdf_fetches_nothing(tmp_path, server):
+    protocol = tmp_path / "hostile.toml"
+    protocol.write_text(HOSTILE.format(url=server))
+    out = tmp_path / "reports"
+    assert main(["report", str(protocol), "--store", str(tmp_path / "runs"), "-o",
+                 str(out)]) == 0
+    html = (out / "hostile.html").read_text()
+    assert "<script" not in html and "<iframe" not in html and "<img" not in html
+    assert "&lt;script&gt;alert(&#39;title&#39;)&lt;/script&gt;" in html
+    assert 'href="javascript' not in html and f'href="{server}/x' not in html
+    assert Counter.requests == []  # the PDF renderer asked the server for nothing
+    assert "alert" in pdf_text(out / "hostile.pdf")  # shown as text
+
+
+def test_the_pdf_fetcher_refuses_the_network_and_files_outside_the_report(tmp_path, server):
+    folder = tmp_path / "report"
+    folder.mkdir()
+    (folder / "inside.css").write_text("body { color: red }")
+    outside = tmp_path / "secret.txt"
+    outside.write_text("secret")
+    page = (f"<html><body><img src='{server}/direct.png'>"
+            f"<img src='file://{outside}'><link rel=stylesheet href='inside.css'>"
+            "<img src='data:image/png;base64,iVBORw0KGgo='>hello</body></html>")
+    fetch = render.pdf(page, folder, folder / "x.pdf", [])
+    assert (folder / "x.pdf").stat().st_size > 0
+    assert Counter.requests == []
+    assert f"{server}/direct.png" in fetch.blocked
+    assert any(str(outside) in url for url in fetch.blocked)
+    assert not any("inside.css" in url or url.startswith("data:") for url in fetch.blocked)
