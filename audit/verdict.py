@@ -115,6 +115,13 @@ def value_part(values: np.ndarray, target: float, delta: float) -> dict:
     if n < 2:
         return part | {"verdict": INCONCLUSIVE, "more_seeds": 1,
                        "why": f"one seed ({pct(mean)}) gives no interval over seeds"}
+    if np.ptp(values) == 0:  # every seed identical: no spread to test, the value decides
+        inside = abs(mean - target) < delta
+        return part | {"verdict": REPRODUCED if inside else NOT_REPRODUCED, "sd": 0.0,
+                       "p_value": 0.0 if inside else math.nan,
+                       "why": f"all {n} seeds give {pct(mean)}, "
+                              + ("inside" if inside else "outside")
+                              + f" {pct(target)} +- {100 * delta:.2f}"}
     tost = _quiet(stats.tost_one_sample, values, target, delta, ALPHA)
     difference = _quiet(stats.difference_interval, values, target)
     prediction = _quiet(stats.prediction_interval, values)
@@ -183,6 +190,11 @@ def comparison_part(a: np.ndarray, b: np.ndarray, margin: float, rng) -> dict:
     diff = a - b
     mean = float(diff.mean())
     part |= {"mean_a": float(a.mean()), "mean_b": float(b.mean()), "mean_difference": mean}
+    if n >= 2 and np.ptp(diff) == 0:  # a constant difference decides
+        better = mean > margin
+        return part | {"verdict": REPRODUCED if better else NOT_REPRODUCED, "sd": 0.0,
+                       "p_value": 0.0 if better else 1.0,
+                       "why": f"the difference is {pts(mean)} for all {n} seed pairs"}
     if n < 2:
         return part | {"verdict": INCONCLUSIVE, "more_seeds": 1,
                        "why": f"one seed pair (difference {pts(mean)}) gives no interval"}
@@ -274,6 +286,13 @@ def decide_equivalence(claim: Claim, protocol: Protocol, table, reading) -> Verd
         return _finish(claim, [part], f"{claim.arm}, {first} vs {second} within "
                        f"{claim.margin:.2f} points, {reading} reading")
     diff = a - b
+    if np.ptp(diff) == 0:  # e.g. bit-identical frameworks: a constant difference decides
+        inside = abs(float(diff[0])) < delta
+        part |= {"verdict": REPRODUCED if inside else NOT_REPRODUCED, "sd": 0.0,
+                 "mean_difference": float(diff[0]), "p_value": 0.0 if inside else math.nan,
+                 "why": f"the difference is {pts(float(diff[0]))} for all {len(a)} seeds"}
+        return _finish(claim, [part], f"{claim.arm}, {first} vs {second} within "
+                       f"{claim.margin:.2f} points, {reading} reading")
     tost = _quiet(stats.tost_paired, a, b, delta, ALPHA)
     interval = _quiet(stats.paired_difference, a, b)
     mean, sd = float(diff.mean()), float(diff.std(ddof=1))

@@ -167,3 +167,15 @@ def test_published_figures_alone_get_wilson_intervals():
     assert rows["issue"]["versus_paper"]["beyond_sampling_error"]  # 89.0 vs 91.7
     assert not rows["near"]["versus_paper"]["beyond_sampling_error"]  # 91.5 vs 91.7
     assert "versus_paper" not in rows["paper"]
+
+
+def test_identical_seeds_decide_by_their_value():
+    """No spread (e.g. bit-identical frameworks on CPU): the constant difference decides."""
+    same = list(BASE)
+    assert decide("equivalence", {("transfg", "jittor"): same,
+                                  ("transfg", "torch"): same}).verdict == "reproduced"
+    assert decide("equivalence", {("transfg", "jittor"): list(BASE + 0.01),
+                                  ("transfg", "torch"): same}).verdict == "not reproduced"
+    assert decide("value", {("transfg", "torch"): [0.917] * 3}).verdict == "reproduced"
+    assert decide("comparison", {("transfg", "torch"): list(BASE + 0.01),
+                                 ("vit", "torch"): same}).verdict == "reproduced"
