@@ -175,27 +175,50 @@ def claim_rows(v: verdict.Verdict) -> list[dict]:
     return rows
 
 
-def variance_shares(protocol: Protocol, table: pd.DataFrame) -> list[dict]:
+def _shares(rows: pd.DataFrame, axes: list[str]) -> dict[str, float]:
+    """Each axis's sum of squares between its levels over the total sum of squares (eta
+    squared: in [0, 1], the main effects of a balanced design add up to at most 1)."""
+    values = rows["final_accuracy"].astype(float)
+    total = float(((values - values.mean()) ** 2).sum())
+    shares = {}
+    for axis in axes:
+        column = f"seed_{axis}"
+        if column not in rows or rows[column].nunique() < 2 or not total > 0:
+            continue
+        groups = rows.groupby(column)["final_accuracy"]
+        between = float((groups.count() * (groups.mean() - values.mean()) ** 2).sum())
+        shares[axis] = between / total
+    return shares
+
+
+def variance_shares(protocol: Protocol, table: pd.DataFrame, rng: np.random.Generator,
+                    resamples: int = 400) -> list[dict]:
     """When the protocol varies sources of randomness on separate axes: each axis's share of the
-    seed variance of the final accuracy (a main-effects decomposition: the variance of the means
-    over each axis's levels, over the total variance), per arm and framework."""
+    seed variance of the final accuracy (main effects, eta squared), per arm and framework, with
+    a 95% percentile bootstrap interval over the runs (resampled with replacement)."""
     axes = [a for a in protocol.seed_axes if a != "seed"]
-    if len(axes) < 1 or table.empty:
+    if not axes or table.empty:
         return []
     out = []
     mine = table[table["protocol"] == protocol.name]
     for (arm, framework), rows in mine.groupby(["arm", "framework"]):
-        total = float(rows["final_accuracy"].var(ddof=1)) if len(rows) > 1 else math.nan
-        shares = {}
-        for axis in axes:
-            column = f"seed_{axis}"
-            if column not in rows or rows[column].nunique() < 2 or not total > 0:
-                continue
-            means = rows.groupby(column)["final_accuracy"].mean()
-            shares[axis] = f"{100 * float(means.var(ddof=1)) / total:.0f}%"
+        shares = _shares(rows, axes)
+        draws = {axis: [] for axis in shares}
+        for _ in range(resamples if shares else 0):
+            sample = rows.iloc[rng.integers(0, len(rows), len(rows))]
+            again = _shares(sample, axes)
+            for axis in shares:
+                if axis in again and math.isfinite(again[axis]):
+                    draws[axis].append(again[axis])
+        text = {}
+        for axis, share in shares.items():
+            low, high = (np.percentile(draws[axis], [2.5, 97.5]) if len(draws[axis]) > 10
+                         else (math.nan, math.nan))
+            text[axis] = f"{100 * share:.0f}% [{100 * low:.0f}, {100 * high:.0f}]" \
+                if math.isfinite(low) else f"{100 * share:.0f}%"
+        sd = float(rows["final_accuracy"].std(ddof=1)) if len(rows) > 1 else math.nan
         out.append({"arm": arm, "framework": framework, "runs": len(rows),
-                    "sd": f"{100 * math.sqrt(total):.2f}" if math.isfinite(total) else "–",
-                    "shares": shares})
+                    "sd": f"{100 * sd:.2f}" if math.isfinite(sd) else "–", "shares": text})
     return out
 
 
@@ -267,7 +290,7 @@ def build(protocols: list[Protocol], store: Store, inputs: Inputs, seed: int = 0
             "has_runs": bool(states.get("done")),
             "seed_chart": charts.seed_distribution(groups, f"{protocol.name}: final accuracy "
                                                            "of every seed") if groups else "",
-            "variance": variance_shares(protocol, table),
+            "variance": variance_shares(protocol, table, rng),
             "differences": [{"name": name, "text": text, "tested": tested(protocol)}
                             for name, text, tested in DIFFERENCES]})
     env = environment(store, table)

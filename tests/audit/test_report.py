@@ -168,3 +168,26 @@ def test_the_pdf_fetcher_refuses_the_network_and_files_outside_the_report(tmp_pa
     assert f"{server}/direct.png" in fetch.blocked
     assert any(str(outside) in url for url in fetch.blocked)
     assert not any("inside.css" in url or url.startswith("data:") for url in fetch.blocked)
+
+
+def test_variance_shares_by_source_of_randomness():
+    import numpy as np
+    import pandas as pd
+
+    from audit.protocol import parse
+    from audit.report.model import variance_shares
+
+    protocol = parse({"version": 1, "name": "v", "title": "t", "frameworks": ["torch"],
+                      "seeds": {"init": [0, 1, 2, 3], "order": [0, 1, 2, 3]},
+                      "paper": {"title": "t"}, "data": {"dataset": "digits"},
+                      "model": {"preset": "tiny"}, "arms": {"a": {}}}, "v.toml")
+    rng = np.random.default_rng(0)
+    init_effect = [0.0, 0.01, -0.01, 0.02]  # init explains (nearly) everything
+    rows = [{"protocol": "v", "arm": "a", "framework": "torch", "seed_init": i,
+             "seed_order": o, "final_accuracy": 0.9 + init_effect[i] + rng.normal(0, 1e-4)}
+            for i in range(4) for o in range(4)]
+    [shares] = variance_shares(protocol, pd.DataFrame(rows), np.random.default_rng(1))
+    assert shares["runs"] == 16
+    init, order = shares["shares"]["init"], shares["shares"]["order"]
+    assert init.startswith(("99%", "100%")) and "[" in init
+    assert order.startswith("0%")
