@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 import time
@@ -22,14 +21,19 @@ class Row:
 
 def matrix(store: Store, protocols: list[Protocol], inputs: Inputs, arms=None, frameworks=None,
            seeds=None) -> list[Row]:
+    planned = [run for protocol in protocols
+               for run in plan(protocol, inputs, arms, frameworks, seeds)]
+    known = set(store.run_ids())
+    summaries = store.summaries([r.run_id for r in planned if r.run_id in known])
     rows = []
-    for protocol in protocols:
-        for run in plan(protocol, inputs, arms, frameworks, seeds):
-            if run.run_id is None:
-                rows.append(Row(run, "unavailable", None))
-                continue
-            state = store.state(run.run_id)
-            rows.append(Row(run, state, store.result(run.run_id) if state == "done" else None))
+    for run in planned:
+        if run.run_id is None:
+            rows.append(Row(run, "unavailable", None))
+        elif run.run_id not in summaries:
+            rows.append(Row(run, "missing", None))
+        else:
+            summary = summaries[run.run_id]
+            rows.append(Row(run, summary["state"], summary["result"]))
     return rows
 
 
@@ -196,22 +200,15 @@ def run(store: Store, protocols: list[Protocol], inputs: Inputs, *, arms=None, f
 def store_rows(store: Store) -> list[dict]:
     """Every run in the store, from its own files (no protocol needed)."""
     rows = []
-    for run_id in store.run_ids():
-        folder = store.path(run_id)
-        try:
-            spec = json.loads((folder / "spec.json").read_text())
-        except (FileNotFoundError, ValueError):
-            spec = {}
-        notes = spec.get("notes", {})
-        state = store.state(run_id)
-        result = store.result(run_id) if state == "done" else None
-        status = store.status(run_id)
+    for run_id, summary in store.summaries().items():
+        labels, status = summary["labels"], summary["status"]
+        result = summary["result"]
         rows.append({
-            "run_id": run_id, "protocol": notes.get("protocol"), "arm": notes.get("arm"),
-            "framework": spec.get("framework"),
-            "seed": " ".join(f"{k} {v}" for k, v in (notes.get("seed") or {}).items()),
-            "state": state, "step": status.get("step"), "steps": spec.get("train", {})
-            .get("steps"), "final_accuracy": (result or {}).get("final_accuracy"),
+            "run_id": run_id, "protocol": labels.get("protocol"), "arm": labels.get("arm"),
+            "framework": labels.get("framework"),
+            "seed": " ".join(f"{k} {v}" for k, v in (labels.get("seed") or {}).items()),
+            "state": summary["state"], "step": status.get("step"),
+            "steps": labels.get("steps"), "final_accuracy": (result or {}).get("final_accuracy"),
             "best_accuracy": (result or {}).get("best_accuracy"),
             "images_per_s": (result or {}).get("images_per_s"),
             "message": status.get("message") or None})

@@ -28,6 +28,9 @@ from pathlib import Path
 from transfg.run_files import read_json, write_json
 
 STATES = ("done", "running", "interrupted", "failed", "diverged", "missing")
+SUMMARY = ".summaries.json"  # a cache of finished runs' results and labels (see `summaries`)
+RESULT_KEYS = ("final_accuracy", "final_step", "best_accuracy", "best_step", "correct",
+               "test_images", "train_images", "steps", "effective_batch", "images_per_s")
 
 
 class StoreError(RuntimeError):
@@ -137,6 +140,57 @@ class Store:
     def reset_failed(self, run_id: str) -> None:
         """A failed or diverged run is tried again from its last checkpoint: its status goes."""
         (self.path(run_id) / "status.json").unlink(missing_ok=True)
+
+    def _labels(self, run_id: str) -> dict:
+        try:
+            spec = json.loads((self.path(run_id) / "spec.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+        notes = spec.get("notes") or {}
+        return {"protocol": notes.get("protocol"), "arm": notes.get("arm"),
+                "seed": notes.get("seed"), "framework": spec.get("framework"),
+                "steps": (spec.get("train") or {}).get("steps")}
+
+    def summaries(self, run_ids: list[str] | None = None, labels: bool = True
+                  ) -> dict[str, dict]:
+        """{run_id: {"state", "result" (result.json without its evaluations, or None),
+        "status", "labels"}} for many runs at once, fast: a finished run never changes, so its
+        summary is cached in `<store>/.summaries.json`, checked against result.json's mtime and
+        size (one stat per run); the other runs are read live."""
+        run_ids = self.run_ids() if run_ids is None else run_ids
+        cache_path = self.root / SUMMARY
+        try:
+            cache = json.loads(cache_path.read_text())
+        except (FileNotFoundError, ValueError):
+            cache = {}
+        out, changed = {}, False
+        root = str(self.root)
+        for run_id in run_ids:
+            try:
+                stat = os.stat(os.path.join(root, run_id, "result.json"))
+                key = [stat.st_mtime_ns, stat.st_size]
+            except FileNotFoundError:
+                key = None
+            entry = cache.get(run_id)
+            if key is not None and entry is not None and entry["key"] == key:
+                out[run_id] = entry
+                continue
+            state = self.state(run_id)
+            result = self.result(run_id) if state == "done" else None
+            entry = {"key": key, "state": state, "status": self.status(run_id),
+                     "result": None if result is None else
+                     {k: result.get(k) for k in RESULT_KEYS},
+                     "labels": self._labels(run_id) if labels else {}}
+            out[run_id] = entry
+            if state == "done" and labels:
+                cache[run_id] = entry
+                changed = True
+        if changed and self.root.exists():
+            try:
+                write_json(cache_path, cache)
+            except OSError:  # a read-only store: the cache is an optimisation only
+                pass
+        return out
 
     def iter_results(self) -> Iterator[tuple[str, dict]]:
         for run_id in self.run_ids():
