@@ -347,10 +347,19 @@ def tost_paired(a, b, delta: float, alpha: float = 0.05) -> Tost:
 
 
 def _p_improvement(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
-    """P(A > B) over all pairs, ties 1/2; vectorised over leading (resample) axes."""
+    """P(A > B) over all pairs, ties 1/2; vectorised over leading (resample) axes.
+
+    Through ranks rather than all n_a x n_b comparisons: with average ranks over A and B pooled,
+    U_A = sum of A's ranks - n_a (n_a + 1) / 2 counts A's wins plus half its ties, and
+    P = U_A / (n_a n_b). O(n log n) per resample instead of O(n^2)."""
     a, b = np.moveaxis(a, axis, -1), np.moveaxis(b, axis, -1)
-    wins = (a[..., :, None] > b[..., None, :]) + 0.5 * (a[..., :, None] == b[..., None, :])
-    return wins.mean(axis=(-2, -1))
+    n_a, n_b = a.shape[-1], b.shape[-1]
+    shape = np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
+    pooled = np.concatenate([np.broadcast_to(a, (*shape, n_a)),
+                             np.broadcast_to(b, (*shape, n_b))], axis=-1)
+    ranks = stats.rankdata(pooled, axis=-1)
+    u_a = ranks[..., :n_a].sum(axis=-1) - n_a * (n_a + 1) / 2
+    return u_a / (n_a * n_b)
 
 
 def probability_of_improvement(a, b, rng: np.random.Generator, level: float = 0.95,

@@ -45,8 +45,10 @@ def strip_chart(rows: list[dict], title: str, band: tuple[float, float] | None =
         color = COLORS.get(row["kind"], "#555555")
         if row.get("low") is not None and math.isfinite(row["low"]):
             ax.plot([row["low"], row["high"]], [y, y], color=color, lw=2, solid_capstyle="butt")
-        for point in row.get("points") or []:
-            ax.plot(point, y + 0.18, "|", color=color, alpha=0.7, ms=7)
+        points = row.get("points") or []
+        if points:  # one call for all seeds of the row (a plot call each is slow at 250 seeds)
+            ax.plot(points, [y + 0.18] * len(points), "|", color=color, alpha=0.7, ms=7,
+                    linestyle="none")
         if row.get("value") is not None and math.isfinite(row["value"]):
             ax.plot(row["value"], y, row.get("marker", "o"), color=color, ms=6,
                     mfc="white" if row.get("marker") == "D" else color)
