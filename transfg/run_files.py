@@ -21,6 +21,7 @@ def write_atomic(path: str | Path, write: Callable[[Any], None], mode: str = "w"
     """Call write(file) on a temporary file beside `path`, fsync it, rename it onto `path`."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o644)  # mkstemp makes 0600; results and reports are for others to read
     try:
         with os.fdopen(fd, mode) as f:
             write(f)
