@@ -192,6 +192,17 @@ class Store:
                 pass
         return out
 
+    def record_summary(self, run_id: str) -> None:
+        """Add a just-finished run to the summary cache (the runner calls this), so that
+        `audit status` never has to read its files. Serialised by a lock on the cache; a lost
+        update only costs a re-read later."""
+        lock = os.open(self.root / ".summaries.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self.summaries([run_id])
+        finally:
+            os.close(lock)
+
     def iter_results(self) -> Iterator[tuple[str, dict]]:
         for run_id in self.run_ids():
             result = self.result(run_id)

@@ -17,14 +17,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS, median_seconds, write_results  # noqa: E402
+from common import RESULTS, median_seconds, write_results
 
-from audit import runner  # noqa: E402
-from audit.plan import Inputs  # noqa: E402
-from audit.protocol import load  # noqa: E402
-from audit.report import model, render  # noqa: E402
-from audit.store import Store  # noqa: E402
-from transfg.run_files import write_json  # noqa: E402
+from audit import runner
+from audit.plan import Inputs
+from audit.protocol import load
+from audit.report import model, render
+from audit.store import Store
+from transfg.run_files import write_json
 
 PROTOCOL = """
 version = 1

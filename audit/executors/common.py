@@ -88,6 +88,8 @@ def execute(store: Store, run_id: str, spec: dict, fingerprints: dict, *, owner:
         if state == "done" and code != 0:
             state = "interrupted"
         provenance.finish(folder, state, seconds, spec["devices"])
+        if state == "done":
+            store.record_summary(run_id)
         return Outcome(run_id, state, seconds, final.get("message", f"exit status {code}"))
     finally:
         claim.release()
