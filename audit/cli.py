@@ -74,6 +74,19 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--seed", type=int, default=0,
                         help="seed of the bootstrap resampling (recorded in the report)")
     add_input_options(report)
+
+    explain = commands.add_parser("explain", help="a checkpoint's top-5 for images, with the "
+                                                  "patches the Part Selection Module picks boxed")
+    explain.add_argument("checkpoint", help="a run's checkpoints/last.npz (either framework)")
+    explain.add_argument("images", nargs="+", metavar="IMAGE")
+    explain.add_argument("-o", "--output", default="explained",
+                         help="folder for the boxed images (default explained/)")
+    explain.add_argument("--json", action="store_true", help="machine-readable output")
+    explain.add_argument("--heatmap", action="store_true",
+                         help="also write the CLS attention rollout as a heatmap")
+    explain.add_argument("--dataset", help="the dataset the checkpoint was trained on (read "
+                                           "from the run folder when the checkpoint is in one)")
+    explain.add_argument("--data-root", help="the dataset folder, for class names")
     return parser
 
 
@@ -123,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         return matrix_command(args)
     if args.command == "report":
         return report(args)
+    if args.command == "explain":
+        return explain_command(args)
     raise AssertionError(f"unhandled command {args.command}")
 
 
@@ -142,6 +157,45 @@ def validate(args: argparse.Namespace) -> int:
               f"frameworks, {runs} runs, {len(protocol.claims)} claims, "
               f"{len(protocol.published)} published figures)")
     return 0
+
+
+def explain_command(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from audit.explain import ExplainError, draw_boxes, draw_heatmap, explain, load, open_image
+
+    try:
+        bundle = load(args.checkpoint, args.dataset, args.data_root)
+    except ExplainError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    out = Path(args.output)
+    results, failed = [], 0
+    for image_path in args.images:
+        try:
+            image = open_image(image_path)
+        except ExplainError as error:
+            print(f"error: {image_path}: {error}", file=sys.stderr)
+            failed += 1
+            continue
+        explanation = explain(bundle, image)
+        out.mkdir(parents=True, exist_ok=True)
+        stem = Path(image_path).stem
+        files = {"parts": str(out / f"{stem}-parts.png")}
+        draw_boxes(image, explanation).save(files["parts"])
+        if args.heatmap:
+            files["heatmap"] = str(out / f"{stem}-heatmap.png")
+            draw_heatmap(image, explanation).save(files["heatmap"])
+        results.append({"image": image_path, **explanation.to_dict(), "files": files})
+        if not args.json:
+            print(f"{image_path}:")
+            for rank, top in enumerate(explanation.top5, 1):
+                print(f"  {rank}. {top['name']:<30} {100 * top['score']:6.2f}%")
+            print(f"  selected patches boxed in {files['parts']}")
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 1 if failed else 0
 
 
 def report(args: argparse.Namespace) -> int:
