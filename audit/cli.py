@@ -87,6 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--dataset", help="the dataset the checkpoint was trained on (read "
                                            "from the run folder when the checkpoint is in one)")
     explain.add_argument("--data-root", help="the dataset folder, for class names")
+
+    demo = commands.add_parser("demo", help="a web page that explains uploaded images "
+                                            "(binds to localhost by default)")
+    demo.add_argument("--checkpoint", required=True, help="a run's checkpoints/last.npz")
+    demo.add_argument("--host", default="127.0.0.1",
+                      help="address to bind (default 127.0.0.1: this machine only)")
+    demo.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any)")
+    demo.add_argument("--dataset", help="the checkpoint's dataset (read from its run folder)")
+    demo.add_argument("--data-root", help="the dataset folder: class names and a gallery of "
+                                          "test images")
     return parser
 
 
@@ -138,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         return report(args)
     if args.command == "explain":
         return explain_command(args)
+    if args.command == "demo":
+        return demo_command(args)
     raise AssertionError(f"unhandled command {args.command}")
 
 
@@ -157,6 +169,35 @@ def validate(args: argparse.Namespace) -> int:
               f"frameworks, {runs} runs, {len(protocol.claims)} claims, "
               f"{len(protocol.published)} published figures)")
     return 0
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    from audit.demo.app import serve
+    from audit.explain import ExplainError, load
+    from transfg.data.readers import DatasetError, read_split
+
+    try:
+        bundle = load(args.checkpoint, args.dataset, args.data_root)
+    except ExplainError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    samples = None
+    root = args.data_root or (None if args.dataset else _run_data_root(args.checkpoint))
+    if root and bundle.dataset:
+        try:
+            samples = read_split(bundle.dataset, root, "test")
+        except (DatasetError, OSError) as error:
+            print(f"warning: no gallery ({str(error).splitlines()[0]})", file=sys.stderr)
+    serve(bundle, samples, args.host, args.port)
+    return 0
+
+
+def _run_data_root(checkpoint: str) -> str | None:
+    from pathlib import Path
+
+    from audit.explain import _run_spec
+
+    return (_run_spec(Path(checkpoint)) or {}).get("data_root")
 
 
 def explain_command(args: argparse.Namespace) -> int:

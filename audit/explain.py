@@ -73,7 +73,6 @@ def _run_spec(checkpoint: Path) -> dict | None:
 def load(checkpoint: str | Path, dataset: str | None = None, data_root: str | None = None
          ) -> Bundle:
     """The checkpoint (either framework's: both write the same npz) as a PyTorch model."""
-    import torch
 
     from transfg.data.pipeline import make_transforms
     from transfg.torch.model import VisionTransformer
@@ -101,7 +100,6 @@ def load(checkpoint: str | Path, dataset: str | None = None, data_root: str | No
     except (ValueError, KeyError) as error:
         raise ExplainError(f"{path}: does not fit its model ({error})") from None
     model.eval()
-    torch.set_grad_enabled(False)
     names = None
     if data_root:
         try:
@@ -164,7 +162,8 @@ def explain(bundle: Bundle, image: Image.Image) -> Explanation:
     import torch
 
     x = torch.from_numpy(bundle.transform(image)[None])
-    logits, out = bundle.model(x)
+    with torch.no_grad():  # per thread: the demo serves each request on its own thread
+        logits, out = bundle.model(x)
     logits = logits.double().numpy()[0]
     probs = np.exp(logits - logits.max())
     probs /= probs.sum()
