@@ -13,6 +13,7 @@ decompression bomb is refused from its header) and checkpoints are plain npz rea
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from dataclasses import dataclass, field
@@ -185,6 +186,16 @@ def explain(bundle: Bundle, image: Image.Image) -> Explanation:
     heat = heat / heat.max() if heat.max() > 0 else heat
     return Explanation(top5, boxes, patches, heat, (width, height),
                        bundle.transform.crop_box(width, height))
+
+
+def scaled(explanation: Explanation, factor: float) -> Explanation:
+    """The same explanation for the image resized by `factor` (to draw on a larger copy)."""
+    def scale(box):
+        return tuple(v * factor for v in box)
+    width, height = explanation.size
+    return dataclasses.replace(explanation, boxes=[scale(b) for b in explanation.boxes],
+                               crop_box=scale(explanation.crop_box),
+                               size=(round(width * factor), round(height * factor)))
 
 
 def draw_boxes(image: Image.Image, explanation: Explanation) -> Image.Image:

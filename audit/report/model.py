@@ -110,8 +110,7 @@ def arm_summaries(protocol: Protocol, table: pd.DataFrame) -> list[dict]:
                     "best_mean": pct(float(best.mean())), "best_ci": interval_text(
                         best_ci.to_dict()),
                     "gap": f"{100 * float(best.mean() - final.mean()):+.2f}",
-                    "single_run": f"a single run lands within ±{pct(pi.high - pi.estimate)} "
-                                  f"points of the mean 95% of the time",
+                    "single_run": f"±{pct(pi.high - pi.estimate)} points",
                     "_ci": ci, "_best_ci": best_ci, "_mean": float(final.mean()),
                     "_best_mean": float(best.mean())}
             elif len(final) == 1:
@@ -222,6 +221,55 @@ def variance_shares(protocol: Protocol, table: pd.DataFrame, rng: np.random.Gene
     return out
 
 
+def gallery(protocol: Protocol, table: pd.DataFrame, store: Store, count: int = 4) -> list[dict]:
+    """For each TransFG arm with a finished run: the first test images with the patches its
+    checkpoint selects, boxed (through `audit explain`, the evaluation's own transform)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from audit import explain as ex
+    from transfg.data.readers import read_split
+
+    if table.empty:
+        return []
+    out = []
+    mine = table[table["protocol"] == protocol.name]
+    for arm_name, arm in protocol.arms.items():
+        if arm.model.variant != "transfg":
+            continue
+        runs = mine[mine["arm"] == arm_name]["run_id"]
+        checkpoint = next((store.path(r) / "checkpoints" / "last.npz" for r in runs
+                           if (store.path(r) / "checkpoints" / "last.npz").exists()), None)
+        if checkpoint is None:
+            continue
+        try:
+            bundle = ex.load(checkpoint)
+            root = (ex._run_spec(checkpoint) or {}).get("data_root")
+            samples = read_split(bundle.dataset, root, "test")[:count]
+        except Exception:  # a gallery is an illustration: a moved dataset must not stop the
+            continue       # report
+        images = []
+        for sample in samples:
+            image = ex.open_image(sample.path)
+            result = ex.explain(bundle, image)
+            factor = max(1.0, 160 / max(image.size))
+            big = image.resize((round(image.width * factor), round(image.height * factor)),
+                               Image.NEAREST)
+            buffer = io.BytesIO()
+            ex.draw_boxes(big, ex.scaled(result, factor)).save(buffer, format="PNG")
+            truth = (bundle.class_names[sample.label] if bundle.class_names
+                     else f"class {sample.label}")
+            images.append({"uri": "data:image/png;base64," +
+                           base64.b64encode(buffer.getvalue()).decode(),
+                           "truth": truth, "predicted": result.top5[0]["name"],
+                           "correct": result.top5[0]["class"] == sample.label})
+        out.append({"arm": arm_name, "run_id": checkpoint.parent.parent.name,
+                    "images": images})
+    return out
+
+
 def environment(store: Store, table: pd.DataFrame) -> dict:
     """From the provenance of the runs in the report."""
     from transfg.run_files import read_json
@@ -291,6 +339,7 @@ def build(protocols: list[Protocol], store: Store, inputs: Inputs, seed: int = 0
             "seed_chart": charts.seed_distribution(groups, f"{protocol.name}: final accuracy "
                                                            "of every seed") if groups else "",
             "variance": variance_shares(protocol, table, rng),
+            "gallery": gallery(protocol, table, store),
             "differences": [{"name": name, "text": text, "tested": tested(protocol)}
                             for name, text, tested in DIFFERENCES]})
     env = environment(store, table)

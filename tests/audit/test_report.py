@@ -75,6 +75,7 @@ def test_default_protocol_after_a_run_shows_our_runs_and_verdicts(tmp_path):
     for arm in data["sections"][0]["arms"]:
         assert arm["mean"] in text
     assert "Seed variance" in text and "device-hours" in text
+    assert "What the Part Selection Module picks" in text  # the gallery of the TransFG arm
     pages = pdf_pages_as_images(out / "default.pdf", tmp_path)
     assert pages and all(p.stat().st_size > 1000 for p in pages)
 
