@@ -97,7 +97,8 @@ def counts(rows: list[Row]) -> dict[str, int]:
     return result
 
 
-def print_plan(rows: list[Row], protocols: list[Protocol], out=sys.stdout) -> None:
+def print_plan(rows: list[Row], protocols: list[Protocol], out=None) -> None:
+    out = out or sys.stdout  # looked up now: tests and callers may replace sys.stdout
     for protocol in protocols:
         mine = [r for r in rows if r.run.protocol == protocol.name]
         arms = len({r.run.arm for r in mine})
@@ -143,7 +144,8 @@ def work_items(rows: list[Row], retry_failed: bool) -> list[dict]:
 
 def run(store: Store, protocols: list[Protocol], inputs: Inputs, *, arms=None, frameworks=None,
         seeds=None, executor: str = "local", jobs: int | None = None, retry_failed=False,
-        slurm: dict | None = None, wait: bool = True, out=sys.stderr) -> int:
+        slurm: dict | None = None, wait: bool = True, out=None) -> int:
+    out = out or sys.stderr
     from audit.executors.progress import Reporter
 
     rows = matrix(store, protocols, inputs, arms, frameworks, seeds)
@@ -215,7 +217,8 @@ def store_rows(store: Store) -> list[dict]:
     return rows
 
 
-def print_store_status(rows: list[dict], out=sys.stdout) -> None:
+def print_store_status(rows: list[dict], out=None) -> None:
+    out = out or sys.stdout
     header = ["run id", "protocol", "arm", "framework", "seed", "state", "step", "final",
               "best"]
     body = [[r["run_id"], r["protocol"] or "?", r["arm"] or "?", r["framework"] or "?",

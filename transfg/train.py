@@ -140,7 +140,8 @@ def evaluations(run_dir: Path) -> list[dict]:
 class Progress:
     """A live line on a terminal; a plain line every ~10% (and at the end) otherwise."""
 
-    def __init__(self, total: int, first: int, stream=sys.stderr):
+    def __init__(self, total: int, first: int, stream=None):
+        stream = stream or sys.stderr
         self.total, self.first, self.stream = total, first, stream
         self.tty = stream.isatty()
         self.start = time.monotonic()

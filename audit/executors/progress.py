@@ -38,7 +38,8 @@ def _duration(seconds: float) -> str:
 
 
 class Reporter:
-    def __init__(self, total: int, slots: int, stream=sys.stderr, live: bool | None = None):
+    def __init__(self, total: int, slots: int, stream=None, live: bool | None = None):
+        stream = stream or sys.stderr
         self.total, self.slots, self.stream = total, max(slots, 1), stream
         self.live = stream.isatty() if live is None else live
         self.lock = threading.Lock()
