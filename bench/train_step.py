@@ -37,7 +37,9 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def torch_worker(config, batch, steps):
+def torch_worker(config, batch, steps, precision="fp32"):
+    import contextlib
+
     import torch
 
     from transfg.torch import losses, model
@@ -53,13 +55,25 @@ def torch_worker(config, batch, steps):
     y = torch.from_numpy(rng.integers(0, config.num_classes, batch)).to(device)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     built_rss = rss_mb()
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    scaler = torch.amp.GradScaler(device, enabled=precision == "fp16")
+
+    def autocast():
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device, dtype=dtype)
 
     def step():
         opt.zero_grad(set_to_none=True)
-        logits, out = net(x)
-        losses.transfg_loss(logits, out["cls_feature"], y, config)["loss"].backward()
+        with autocast():
+            logits, out = net(x)
+            loss = losses.transfg_loss(logits.float(), out["cls_feature"].float(), y,
+                                       config)["loss"]
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
+        scaler.step(opt)
+        scaler.update()
         if device == "cuda":
             torch.cuda.synchronize()
 
@@ -69,7 +83,10 @@ def torch_worker(config, batch, steps):
             "gpu_peak_mb": gpu_peak, "rss_peak_mb": rss_mb(), "rss_built_mb": built_rss}
 
 
-def jittor_worker(config, batch, steps):
+def jittor_worker(config, batch, steps, precision="fp32"):
+    if precision != "fp32":
+        return {"skipped": "the Jittor engine trains in fp32 only (jittor 1.3 has no autocast "
+                           "with loss scaling to match PyTorch's)"}
     import transfg.jittor  # noqa: F401  (prepares jittor for this machine)
     import jittor as jt  # isort: skip
 

@@ -40,3 +40,15 @@ def test_data_pipeline_benchmark_compares_with_plain_pil(tmp_path):
     result = json.loads((tmp_path / "data-pipeline.json").read_text())
     assert result["workers_needed"]["given (400 img/s)"] >= 1
     assert set(result["rates"]) == {"pipeline", "plain_pil"}
+
+
+def test_performance_suite_reports_every_combination_and_its_ratios(tmp_path):
+    out = run("suite.py", "--preset", "tiny", "--image-size", "64", "--batch", "2", "--steps",
+              "1", "--frameworks", "torch", "--results", str(tmp_path))
+    result = json.loads((tmp_path / "suite-tiny-64px-b2-cpu.json").read_text())
+    assert len(result["results"]) == 8  # 2 models x 2 splits x 2 precisions
+    assert all("images_per_s" in r for r in result["results"].values())
+    assert "| transfg_over_vit_step/torch/overlap/fp32 |" in out
+    assert set(result["ratios"]) == {f"transfg_over_vit_step/torch/{s}/{p}"
+                                     for s in ("overlap", "non-overlap")
+                                     for p in ("fp32", "bf16")}

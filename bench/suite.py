@@ -1,0 +1,135 @@
+"""The performance suite: training-step throughput and peak memory for {Jittor, PyTorch} x
+{TransFG, ViT} x {overlap, non-overlap} x {fp32, mixed precision}, on synthetic data, each
+combination in its own process (one after another, so they never share the device), with
+warm-up, timed repeats and the median; the machine and versions recorded; results as JSON and a
+markdown table in bench/results/suite-<preset>-<size>px-b<batch>-<device>.{json,md}.
+
+    .venv/bin/python bench/suite.py                       # CPU-sized (small preset, 112 px)
+    .venv/bin/python bench/suite.py --preset vit_b16 --image-size 448 --batch 16   # the paper's
+
+Ratios printed side by side (the issue's targets): TransFG / ViT step time per framework, split
+and precision (target <= 1.10 at 448 px overlap); Jittor / PyTorch throughput (>= 0.9) and peak
+memory (<= 1.2) per model, split and precision. Mixed precision: PyTorch autocast (bf16; fp16
+with loss scaling via --mixed fp16); the Jittor engine has none (recorded as skipped).
+Memory: peak GPU allocation on a GPU (PyTorch's counter); peak resident set on the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import RESULTS, write_results
+from train_step import jittor_worker, torch_worker
+
+from transfg.config import ModelConfig, tiny, vit_b16
+
+PRESETS = {
+    "tiny": lambda **kw: tiny(**kw),
+    "small": lambda **kw: tiny(**{"hidden_size": 192, "mlp_dim": 768, "num_heads": 3,
+                                  "num_layers": 6, **kw}),
+    "vit_b16": lambda **kw: vit_b16(**kw),
+}
+
+
+def config_for(args, variant: str, split: str) -> ModelConfig:
+    return PRESETS[args.preset](image_size=args.image_size, variant=variant, split=split,
+                                num_classes=200)
+
+
+def run_combination(args, framework, variant, split, precision) -> dict:
+    command = [sys.executable, __file__, "--worker", framework, "--variant", variant, "--split",
+               split, "--precision", precision, "--preset", args.preset, "--image-size",
+               str(args.image_size), "--batch", str(args.batch), "--steps", str(args.steps)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        last = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "no output"
+        return {"failed": last}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="small")
+    parser.add_argument("--image-size", type=int, default=112)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=10, help="timed steps (after 3 warm-up)")
+    parser.add_argument("--mixed", choices=("bf16", "fp16"), default="bf16")
+    parser.add_argument("--frameworks", default="torch,jittor")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder for the results")
+    parser.add_argument("--worker", choices=("torch", "jittor"), help=argparse.SUPPRESS)
+    parser.add_argument("--variant", help=argparse.SUPPRESS)
+    parser.add_argument("--split", help=argparse.SUPPRESS)
+    parser.add_argument("--precision", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker = torch_worker if args.worker == "torch" else jittor_worker
+        print(json.dumps(worker(config_for(args, args.variant, args.split), args.batch,
+                                args.steps, args.precision)))
+        return
+
+    frameworks = args.frameworks.split(",")
+    combos = list(itertools.product(frameworks, ("transfg", "vit"), ("overlap", "non-overlap"),
+                                    ("fp32", args.mixed)))
+    results = {}
+    for framework, variant, split, precision in combos:
+        key = f"{framework}/{variant}/{split}/{precision}"
+        result = run_combination(args, framework, variant, split, precision)
+        if "step_seconds" in result:
+            result["images_per_s"] = args.batch / result["step_seconds"]
+            result["memory_mb"] = result["gpu_peak_mb"] or result["rss_peak_mb"]
+        results[key] = result
+        state = (f"{result['images_per_s']:.1f} img/s" if "images_per_s" in result
+                 else result.get("skipped") or result.get("failed"))
+        print(f"{key}: {state}", file=sys.stderr)
+
+    def get(key, field):
+        return results.get(key, {}).get(field)
+
+    ratios = {}
+    for framework, split, precision in itertools.product(frameworks, ("overlap", "non-overlap"),
+                                                         ("fp32", args.mixed)):
+        a = get(f"{framework}/transfg/{split}/{precision}", "step_seconds")
+        b = get(f"{framework}/vit/{split}/{precision}", "step_seconds")
+        if a and b:
+            ratios[f"transfg_over_vit_step/{framework}/{split}/{precision}"] = a / b
+    for variant, split, precision in itertools.product(("transfg", "vit"),
+                                                       ("overlap", "non-overlap"),
+                                                       ("fp32", args.mixed)):
+        j, t = f"jittor/{variant}/{split}/{precision}", f"torch/{variant}/{split}/{precision}"
+        if get(j, "images_per_s") and get(t, "images_per_s"):
+            ratios[f"jittor_over_torch_throughput/{variant}/{split}/{precision}"] = \
+                get(j, "images_per_s") / get(t, "images_per_s")
+            ratios[f"jittor_over_torch_memory/{variant}/{split}/{precision}"] = \
+                get(j, "memory_mb") / get(t, "memory_mb")
+    config = config_for(args, "transfg", "overlap")
+    device = next((r["device"] for r in results.values() if "device" in r), "cpu")
+    rows = []
+    for key, r in results.items():
+        if "images_per_s" in r:
+            rows.append(f"| {key} | {r['images_per_s']:.1f} | {r['step_seconds'] * 1000:.1f} | "
+                        f"{r['memory_mb']:.0f} |")
+        else:
+            rows.append(f"| {key} | - | - | - ({r.get('skipped') or r.get('failed')}) |")
+    table = "\n".join([
+        f"preset {args.preset}, {args.image_size} px ({config.num_tokens} tokens overlap), "
+        f"batch {args.batch}, mixed = {args.mixed}; median of {args.steps} steps after 3 "
+        f"warm-up; device {device}\n",
+        "| framework/model/split/precision | images/s | ms/step | peak memory MB |",
+        "|---|---|---|---|", *rows, "", "| ratio | value |", "|---|---|",
+        *(f"| {name} | {value:.2f} |" for name, value in ratios.items())])
+    print(table)
+    name = f"suite-{args.preset}-{args.image_size}px-b{args.batch}-{device}"
+    path = write_results(name, {"preset": args.preset, "image_size": args.image_size,
+                                "batch": args.batch, "steps": args.steps, "mixed": args.mixed,
+                                "results": results, "ratios": ratios}, table, args.results)
+    print(f"\nwritten: {path}")
+
+
+if __name__ == "__main__":
+    main()
