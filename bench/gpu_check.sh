@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The GPU checks in one command, on a fresh GPU machine without internet:
+#
+#   bash bench/gpu_check.sh [WHEELS_DIR=.whl] [OUT_DIR=gpu-check]
+#
+# 1. installs the wheels in WHEELS_DIR (prepared beforehand where the registries are reachable:
+#    jittor and what the GPU image lacks; see README, "Performance") into /tmp/site;
+# 2. parity on the GPU: PyTorch and Jittor on the device against PyTorch on the CPU, tiny
+#    configs and ViT-B/16 at 448 px overlap (bench/gpu_parity.py);
+# 3. the performance suite at the paper's size (bench/suite.py; SUITE_ARGS overrides);
+# 4. a short end-to-end audit: the default protocol, seeds 0 and 1, both frameworks, and its
+#    report.
+# Everything lands in OUT_DIR; the exit status is non-zero when a step failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+WHEELS=${1:-.whl}
+OUT=${2:-gpu-check}
+PY=${PYTHON:-python3}
+SUITE_ARGS=${SUITE_ARGS:---preset vit_b16 --image-size 448 --batch 16 --steps 10}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+if compgen -G "$WHEELS/*.whl" >/dev/null; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+      --target /tmp/site "$WHEELS"/*.whl || { echo "gpu_check: installing wheels failed" >&2; exit 2; }
+  export PYTHONPATH="/tmp/site:$PYTHONPATH"
+fi
+{ nvidia-smi || echo "no nvidia-smi"; $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"; } > "$OUT/machine.txt" 2>&1
+
+status=0
+step() {  # step NAME COMMAND...: run, log to OUT/NAME.txt, remember a failure
+  local name=$1; shift
+  echo "== $name"
+  "$@" 2>&1 | tee "$OUT/$name.txt" || { echo "gpu_check: $name failed" >&2; status=1; }
+}
+step parity $PY bench/gpu_parity.py --out "$OUT"
+# shellcheck disable=SC2086  (SUITE_ARGS is a list of options)
+step suite $PY bench/suite.py $SUITE_ARGS --results "$OUT"
+step audit-run $PY -m audit.cli run protocols/default.toml --seeds 0,1 --store "$OUT/runs"
+step audit-report $PY -m audit.cli report protocols/default.toml --store "$OUT/runs" \
+    -o "$OUT/report" --format html,json
+echo "gpu_check: results in $OUT (exit status $status)"
+exit $status
