@@ -7,6 +7,7 @@ schedule, evaluation, files) is framework-neutral and lives in `transfg/train.py
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 from collections.abc import Sequence
 
@@ -135,6 +136,17 @@ class Engine:
 
     def close(self) -> None:
         if self.world > 1:
+            # Every rank reaches here before any tears down: a gloo process group destroyed
+            # while a peer is still writing its files aborted that peer at exit (SIGABRT,
+            # "terminate called without an active exception"; seen once in CI).
+            # Bounded, so that a rank that failed alone does not hang the others here.
+            try:
+                if dist.get_backend() == "gloo":
+                    dist.monitored_barrier(timeout=datetime.timedelta(seconds=120))
+                else:
+                    dist.barrier()
+            except RuntimeError:
+                pass
             dist.destroy_process_group()
 
     def memory_mb(self) -> float | None:
