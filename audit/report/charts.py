@@ -21,6 +21,14 @@ COLORS = {"paper": "#333333", "reproduction": "#8e44ad", "issue": "#7f8c8d", "ot
           "torch": "#d35400", "jittor": "#2471a3", "official": "#117a65"}
 
 
+def _ticks(ax, points, y, color, half=0.12, **style) -> None:
+    """A short vertical tick at each x in `points`, drawn as ONE path (NaN-separated segments):
+    markers would be one SVG element each, and thousands of them make the PDF slow."""
+    xs = [v for p in points for v in (p, p, math.nan)]
+    ys = [v for _ in points for v in (y - half, y + half, math.nan)]
+    ax.plot(xs, ys, color=color, lw=1.2, solid_capstyle="butt", **style)
+
+
 def _svg(fig) -> str:
     buffer = io.StringIO()
     fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
@@ -46,9 +54,8 @@ def strip_chart(rows: list[dict], title: str, band: tuple[float, float] | None =
         if row.get("low") is not None and math.isfinite(row["low"]):
             ax.plot([row["low"], row["high"]], [y, y], color=color, lw=2, solid_capstyle="butt")
         points = row.get("points") or []
-        if points:  # one call for all seeds of the row (a plot call each is slow at 250 seeds)
-            ax.plot(points, [y + 0.18] * len(points), "|", color=color, alpha=0.7, ms=7,
-                    linestyle="none")
+        if points:
+            _ticks(ax, points, y + 0.18, color, half=0.1, alpha=0.7)
         if row.get("value") is not None and math.isfinite(row["value"]):
             ax.plot(row["value"], y, row.get("marker", "o"), color=color, ms=6,
                     mfc="white" if row.get("marker") == "D" else color)
@@ -74,12 +81,12 @@ def seed_distribution(groups: list[dict], title: str) -> str:
     for y, group in enumerate(reversed(groups)):
         color = COLORS.get(group["kind"], "#555555")
         points = group["points"]
-        ax.plot(points, [y] * len(points), "o", color=color, alpha=0.75, ms=5)
+        _ticks(ax, points, y, color, half=0.2, alpha=0.75)
         if points:
             mean = sum(points) / len(points)
-            ax.plot([mean, mean], [y - 0.3, y + 0.3], color=color, lw=2)
+            ax.plot([mean, mean], [y - 0.35, y + 0.35], color="#1c2833", lw=3)
     ax.set_yticks(range(len(groups)), [g["label"] for g in reversed(groups)])
-    ax.set_xlabel("top-1 accuracy (%) of each seed · bar: mean")
+    ax.set_xlabel("top-1 accuracy (%) of each seed (ticks) · dark bar: mean")
     ax.set_title(title, loc="left", fontsize=10)
     ax.grid(axis="x", color="#dddddd", lw=0.6)
     for side in ("top", "right"):
