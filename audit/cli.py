@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="slurm: time limit per job in minutes (default 1440)")
     run.add_argument("--account", help="slurm: account")
     run.add_argument("--cpus", type=int, help="slurm: CPUs per job")
+    run.add_argument("--gpus", type=int, help="slurm: GPUs per job (default: the protocol's "
+                                              "devices per run)")
     run.add_argument("--no-wait", action="store_true", help="slurm: submit and return")
 
     status = commands.add_parser("status", help="a table of the runs in the store (of the "
@@ -306,7 +308,7 @@ def matrix_command(args: argparse.Namespace) -> int:
                 runner.print_plan(rows, protocols)
             return 0
         slurm = {"partition": args.partition, "time_minutes": args.time,
-                 "account": args.account, "cpus": args.cpus}
+                 "account": args.account, "cpus": args.cpus, "gpus": args.gpus}
         return runner.run(store, protocols, inputs, **subset, executor=args.executor,
                           jobs=args.jobs, retry_failed=args.retry_failed, slurm=slurm,
                           wait=not args.no_wait)

@@ -172,7 +172,10 @@ def run(store: Store, protocols: list[Protocol], inputs: Inputs, *, arms=None, f
         cluster = "local" if executor == "submitit-local" else None
         running = [i for i in items if store.is_claimed(i["run_id"])]
         items = [i for i in items if i not in running]
-        submitter = slurm_executor.make_executor(store, cluster=cluster, **(slurm or {}))
+        options = dict(slurm or {})
+        if not options.get("gpus"):  # each job gets the GPUs its run needs
+            options["gpus"] = max((i["spec"]["devices"] for i in items), default=1)
+        submitter = slurm_executor.make_executor(store, cluster=cluster, **options)
         jobs_submitted = slurm_executor.submit(submitter, store, items)
         for item, job in jobs_submitted:
             print(f"submitted job {job.job_id}: {item['label']} ({item['run_id']})", file=out)
