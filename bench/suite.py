@@ -12,6 +12,9 @@ and precision (target <= 1.10 at 448 px overlap); Jittor / PyTorch throughput (>
 memory (<= 1.2) per model, split and precision. Mixed precision: PyTorch autocast (bf16; fp16
 with loss scaling via --mixed fp16); the Jittor engine has none (recorded as skipped).
 Memory: peak GPU allocation on a GPU (PyTorch's counter); peak resident set on the CPU.
+Model FLOP/s and MFU: the FLOPs of the model's matrix products per training step (formula in
+bench/flops.py, equal to PyTorch's FlopCounterMode on the forward pass) over the step time, and
+over the GPU's dense peak for the precision when the GPU is known (H100, H200, A100).
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS, write_results
+from common import RESULTS, machine, write_results
+from flops import peak_flops, train_step_flops
 from train_step import jittor_worker, torch_worker
 
 from transfg.config import ModelConfig, tiny, vit_b16
@@ -76,6 +80,7 @@ def main() -> None:
     frameworks = args.frameworks.split(",")
     combos = list(itertools.product(frameworks, ("transfg", "vit"), ("overlap", "non-overlap"),
                                     ("fp32", args.mixed)))
+    gpu = machine()["gpu"]
     results = {}
     for framework, variant, split, precision in combos:
         key = f"{framework}/{variant}/{split}/{precision}"
@@ -83,6 +88,10 @@ def main() -> None:
         if "step_seconds" in result:
             result["images_per_s"] = args.batch / result["step_seconds"]
             result["memory_mb"] = result["gpu_peak_mb"] or result["rss_peak_mb"]
+            flops = train_step_flops(config_for(args, variant, split), args.batch)
+            result["tflops_per_s"] = flops / result["step_seconds"] / 1e12
+            peak = peak_flops(gpu, precision) if result["device"] == "cuda" else None
+            result["mfu"] = result["tflops_per_s"] * 1e12 / peak if peak else None
         results[key] = result
         state = (f"{result['images_per_s']:.1f} img/s" if "images_per_s" in result
                  else result.get("skipped") or result.get("failed"))
@@ -112,16 +121,17 @@ def main() -> None:
     rows = []
     for key, r in results.items():
         if "images_per_s" in r:
+            mfu = f"{100 * r['mfu']:.1f}%" if r.get("mfu") else "-"
             rows.append(f"| {key} | {r['images_per_s']:.1f} | {r['step_seconds'] * 1000:.1f} | "
-                        f"{r['memory_mb']:.0f} |")
+                        f"{r['memory_mb']:.0f} | {r['tflops_per_s']:.3f} | {mfu} |")
         else:
-            rows.append(f"| {key} | - | - | - ({r.get('skipped') or r.get('failed')}) |")
+            rows.append(f"| {key} | - | - | - | - | - ({r.get('skipped') or r.get('failed')}) |")
     table = "\n".join([
         f"preset {args.preset}, {args.image_size} px ({config.num_tokens} tokens overlap), "
         f"batch {args.batch}, mixed = {args.mixed}; median of {args.steps} steps after 3 "
         f"warm-up; device {device}\n",
-        "| framework/model/split/precision | images/s | ms/step | peak memory MB |",
-        "|---|---|---|---|", *rows, "", "| ratio | value |", "|---|---|",
+        "| framework/model/split/precision | images/s | ms/step | peak memory MB | model TFLOP/s"
+        " | MFU |", "|---|---|---|---|---|---|", *rows, "", "| ratio | value |", "|---|---|",
         *(f"| {name} | {value:.2f} |" for name, value in ratios.items())])
     print(table)
     name = f"suite-{args.preset}-{args.image_size}px-b{args.batch}-{device}"
