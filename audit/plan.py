@@ -2,10 +2,10 @@
 
 The run id is a versioned hash of everything that affects a run's result and nothing that does
 not: the spec without where the data and weights sit on this machine (data_root,
-official_checkout, official_python), without loader workers and checkpoint spacing (tests show
-they change nothing), plus the fingerprints of the data (file list, labels, sizes) and of the
-weights file (SHA-256), and the official checkout's commit. Two protocols that ask for the same
-run share it; moving the data to another folder keeps the ids.
+official_checkout, official_python), without loader workers, checkpoint spacing and activation
+checkpointing (tests show they change nothing), plus the fingerprints of the data (file list,
+labels, sizes) and of the weights file (SHA-256), and the official checkout's commit. Two
+protocols that ask for the same run share it; moving the data to another folder keeps the ids.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from transfg.spec import RunSpec, Seeds, TrainConfig, derive_seed
 
 ID_VERSION = 1
 NOT_IN_ID = ("data_root", "official_checkout", "official_python", "notes", "effective_batch")
-TRAIN_NOT_IN_ID = ("workers", "checkpoint_every")
+TRAIN_NOT_IN_ID = ("workers", "checkpoint_every", "activation_checkpointing")
 
 
 class PlanError(ValueError):

@@ -50,6 +50,8 @@ def run_combination(args, framework, variant, split, precision) -> dict:
     command = [sys.executable, __file__, "--worker", framework, "--variant", variant, "--split",
                split, "--precision", precision, "--preset", args.preset, "--image-size",
                str(args.image_size), "--batch", str(args.batch), "--steps", str(args.steps)]
+    if args.checkpointing:
+        command.append("--checkpointing")
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         last = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "no output"
@@ -65,6 +67,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="timed steps (after 3 warm-up)")
     parser.add_argument("--mixed", choices=("bf16", "fp16"), default="bf16")
     parser.add_argument("--frameworks", default="torch,jittor")
+    parser.add_argument("--checkpointing", action="store_true",
+                        help="activation checkpointing (PyTorch): the memory it saves")
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder for the results")
     parser.add_argument("--worker", choices=("torch", "jittor"), help=argparse.SUPPRESS)
     parser.add_argument("--variant", help=argparse.SUPPRESS)
@@ -74,7 +78,7 @@ def main() -> None:
     if args.worker:
         worker = torch_worker if args.worker == "torch" else jittor_worker
         print(json.dumps(worker(config_for(args, args.variant, args.split), args.batch,
-                                args.steps, args.precision)))
+                                args.steps, args.precision, args.checkpointing)))
         return
 
     frameworks = args.frameworks.split(",")
@@ -128,13 +132,15 @@ def main() -> None:
             rows.append(f"| {key} | - | - | - | - | - ({r.get('skipped') or r.get('failed')}) |")
     table = "\n".join([
         f"preset {args.preset}, {args.image_size} px ({config.num_tokens} tokens overlap), "
-        f"batch {args.batch}, mixed = {args.mixed}; median of {args.steps} steps after 3 "
-        f"warm-up; device {device}\n",
+        f"batch {args.batch}, mixed = {args.mixed}"
+        f"{', activation checkpointing' if args.checkpointing else ''}; median of {args.steps} "
+        f"steps after 3 warm-up; device {device}\n",
         "| framework/model/split/precision | images/s | ms/step | peak memory MB | model TFLOP/s"
         " | MFU |", "|---|---|---|---|---|---|", *rows, "", "| ratio | value |", "|---|---|",
         *(f"| {name} | {value:.2f} |" for name, value in ratios.items())])
     print(table)
-    name = f"suite-{args.preset}-{args.image_size}px-b{args.batch}-{device}"
+    name = (f"suite-{args.preset}-{args.image_size}px-b{args.batch}-{device}"
+            + ("-checkpointing" if args.checkpointing else ""))
     path = write_results(name, {"preset": args.preset, "image_size": args.image_size,
                                 "batch": args.batch, "steps": args.steps, "mixed": args.mixed,
                                 "results": results, "ratios": ratios}, table, args.results)

@@ -37,7 +37,7 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def torch_worker(config, batch, steps, precision="fp32"):
+def torch_worker(config, batch, steps, precision="fp32", checkpointing=False):
     import contextlib
 
     import torch
@@ -47,6 +47,7 @@ def torch_worker(config, batch, steps, precision="fp32"):
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     net = model.VisionTransformer(config)
+    net.transformer.encoder.checkpointing = checkpointing
     load_state(net, init_state(config, np.random.default_rng(0)))
     net.to(device).train()
     rng = np.random.default_rng(1)
@@ -67,6 +68,7 @@ def torch_worker(config, batch, steps, precision="fp32"):
         opt.zero_grad(set_to_none=True)
         with autocast():
             logits, out = net(x)
+            del out["attn_weights"]  # as the engine: checkpointing can then free them
             loss = losses.transfg_loss(logits.float(), out["cls_feature"].float(), y,
                                        config)["loss"]
         scaler.scale(loss).backward()
@@ -83,7 +85,9 @@ def torch_worker(config, batch, steps, precision="fp32"):
             "gpu_peak_mb": gpu_peak, "rss_peak_mb": rss_mb(), "rss_built_mb": built_rss}
 
 
-def jittor_worker(config, batch, steps, precision="fp32"):
+def jittor_worker(config, batch, steps, precision="fp32", checkpointing=False):
+    if checkpointing:
+        return {"skipped": "the Jittor engine has no activation checkpointing"}
     if precision != "fp32":
         return {"skipped": "the Jittor engine trains in fp32 only (jittor 1.3 has no autocast "
                            "with loss scaling to match PyTorch's)"}

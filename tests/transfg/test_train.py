@@ -255,3 +255,32 @@ def test_loader_workers_give_the_same_run(tmp_path, framework):
         assert run_process(run, timeout=300).returncode == 0
         runs.append([r["loss"] for r in read_metrics(run / "metrics.jsonl")])
     assert runs[0] == runs[1]
+
+
+def test_activation_checkpointing_changes_nothing_but_memory(tmp_path):
+    """PyTorch with activation checkpointing: the same losses and weights, bit for bit (dropout
+    on, so its random state must be replayed in the recomputation)."""
+    runs = {}
+    for on in (False, True):
+        folder = tmp_path / f"checkpointing-{on}"
+        folder.mkdir()
+        spec = RunSpec("torch", tiny(dropout_rate=0.1), TrainConfig(
+            steps=6, warmup_steps=1, eval_every=6, checkpoint_every=6, workers=0,
+            batch_size=8, eval_batch_size=64, activation_checkpointing=on),
+            "digits", str(DIGITS), Seeds.from_seed(4), subset={"train": 64, "test": 32})
+        (folder / "spec.json").write_text(json.dumps(spec.to_dict()))
+        assert main([str(folder)]) == 0
+        runs[on] = folder
+    assert [r["loss"] for r in read_metrics(runs[False] / "metrics.jsonl")] == \
+        [r["loss"] for r in read_metrics(runs[True] / "metrics.jsonl")]
+    off, _, _ = load_checkpoint(runs[False] / "checkpoints" / "last.npz")
+    on, _, _ = load_checkpoint(runs[True] / "checkpoints" / "last.npz")
+    for name in off:
+        np.testing.assert_array_equal(off[name], on[name], err_msg=name)
+
+
+def test_jittor_refuses_activation_checkpointing(tmp_path):
+    run = make_run(tmp_path / "run", "jittor", steps=2, warmup_steps=1,
+                   activation_checkpointing=True)
+    assert main([str(run)]) == 1
+    assert "activation_checkpointing" in read_json(run / "status.json")["message"]

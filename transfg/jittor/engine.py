@@ -26,6 +26,9 @@ class Engine:
         if spec.devices != 1:
             raise NotImplementedError(f"devices={spec.devices}: multi-device Jittor runs (mpirun) "
                                       "are not implemented yet; use devices=1 with accumulation")
+        if spec.train.activation_checkpointing:
+            raise ValueError("train.activation_checkpointing=True: the Jittor engine has no "
+                             "activation checkpointing; use the torch framework or turn it off")
         if spec.train.precision != "fp32":
             raise ValueError(f"precision={spec.train.precision}: the Jittor engine trains in fp32 "
                              "only (jittor 1.3 has no autocast with loss scaling to match)")

@@ -46,6 +46,7 @@ class Engine:
         if spec.train.precision != "fp32" and self.device.type != "cuda":
             raise ValueError(f"precision={spec.train.precision} needs a GPU; use fp32 on the CPU")
         self.model = VisionTransformer(spec.model)
+        self.model.transformer.encoder.checkpointing = spec.train.activation_checkpointing
         load_state(self.model, state, "initial weights")
         self.model.to(self.device).train()
         self.forward = self.model
@@ -83,6 +84,9 @@ class Engine:
             with sync:
                 with self.autocast():
                     logits, out = self.forward(images)
+                    # The attention maps are returned for the PSM and the demo; dropping them
+                    # here lets activation checkpointing free them before the backward pass.
+                    del out["attn_weights"]
                     parts = transfg_loss(logits.float(), out["cls_feature"].float(), labels,
                                          self.spec.model)
                 self.scaler.scale(parts["loss"] / len(micro_batches)).backward()

@@ -12,6 +12,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 from transfg.config import ModelConfig
@@ -117,11 +118,20 @@ def literal_part_selection(attn_weights: list[torch.Tensor]) -> torch.Tensor:
     return last_map[:, :, 0, 1:].argmax(dim=-1)
 
 
-def run_blocks(blocks, hidden_states: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Run the blocks in order; return the output and each block's attention probabilities."""
+def run_blocks(blocks, hidden_states: torch.Tensor, checkpointing: bool = False
+               ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Run the blocks in order; return the output and each block's attention probabilities.
+
+    With `checkpointing` (while training), each block keeps only its input and recomputes its
+    activations in the backward pass (the same numbers: dropout's random state is replayed):
+    less memory for a second forward pass of the blocks."""
     attn_weights = []
     for block in blocks:
-        hidden_states, weights = block(hidden_states)
+        if checkpointing and torch.is_grad_enabled():
+            hidden_states, weights = torch.utils.checkpoint.checkpoint(
+                block, hidden_states, use_reentrant=False)
+        else:
+            hidden_states, weights = block(hidden_states)
         attn_weights.append(weights)
     return hidden_states, attn_weights
 
@@ -135,9 +145,10 @@ class Encoder(nn.Module):
         self.part_select = PartAttention()
         self.part_layer = Block(config)
         self.part_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.checkpointing = False  # a training option (TrainConfig.activation_checkpointing)
 
     def forward(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        hidden_states, attn_weights = run_blocks(self.layer, hidden_states)
+        hidden_states, attn_weights = run_blocks(self.layer, hidden_states, self.checkpointing)
         part_inx = self.part_select(attn_weights)  # (B, K)
         index = (part_inx + 1).unsqueeze(-1).expand(-1, -1, hidden_states.shape[-1])  # skip CLS
         parts = hidden_states.gather(1, index)  # (B, K, D), from block L-1, not normalised
@@ -154,9 +165,10 @@ class ViTEncoder(nn.Module):
         super().__init__()
         self.layer = nn.ModuleList(Block(config) for _ in range(config.num_layers))
         self.encoder_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.checkpointing = False  # a training option (TrainConfig.activation_checkpointing)
 
     def forward(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        hidden_states, attn_weights = run_blocks(self.layer, hidden_states)
+        hidden_states, attn_weights = run_blocks(self.layer, hidden_states, self.checkpointing)
         return self.encoder_norm(hidden_states), {"attn_weights": attn_weights}
 
 
