@@ -184,22 +184,13 @@ def demo_command(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     samples = None
-    root = args.data_root or (None if args.dataset else _run_data_root(args.checkpoint))
-    if root and bundle.dataset:
+    if bundle.data_root and bundle.dataset:
         try:
-            samples = read_split(bundle.dataset, root, "test")
+            samples = read_split(bundle.dataset, bundle.data_root, "test")
         except (DatasetError, OSError) as error:
             print(f"warning: no gallery ({str(error).splitlines()[0]})", file=sys.stderr)
     serve(bundle, samples, args.host, args.port)
     return 0
-
-
-def _run_data_root(checkpoint: str) -> str | None:
-    from pathlib import Path
-
-    from audit.explain import _run_spec
-
-    return (_run_spec(Path(checkpoint)) or {}).get("data_root")
 
 
 def explain_command(args: argparse.Namespace) -> int:

@@ -44,6 +44,7 @@ class Bundle:
     class_names: list[str] | None
     checkpoint: str
     dataset: str | None
+    data_root: str | None  # the dataset's folder, from the run folder unless given
 
 
 @dataclass
@@ -62,7 +63,7 @@ class Explanation:
                 "crop_box": list(map(float, self.crop_box))}
 
 
-def _run_spec(checkpoint: Path) -> dict | None:
+def run_spec(checkpoint: Path) -> dict | None:
     """The spec of the run a checkpoint belongs to (RUN_DIR/checkpoints/last.npz)."""
     spec = checkpoint.resolve().parent.parent / "spec.json"
     try:
@@ -86,7 +87,7 @@ def load(checkpoint: str | Path, dataset: str | None = None, data_root: str | No
         raise ExplainError(f"{path}: no such checkpoint") from None
     except (ValueError, OSError, KeyError) as error:
         raise ExplainError(f"{path}: not a TransFG checkpoint ({error})") from None
-    spec = _run_spec(path) or {}
+    spec = run_spec(path) or {}
     dataset = dataset or spec.get("dataset")
     data_root = data_root or spec.get("data_root")
     if dataset is None:
@@ -110,7 +111,7 @@ def load(checkpoint: str | Path, dataset: str | None = None, data_root: str | No
     if names is not None and len(names) != config.num_classes:
         raise ExplainError(f"{path}: the checkpoint has {config.num_classes} classes, the "
                            f"{dataset} dataset at {data_root} has {len(names)}")
-    return Bundle(model, config, transform, names, str(path), dataset)
+    return Bundle(model, config, transform, names, str(path), dataset, data_root)
 
 
 def open_image(data: bytes | str | Path, max_bytes: int = MAX_BYTES,

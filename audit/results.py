@@ -6,10 +6,9 @@ from __future__ import annotations
 import pandas as pd
 
 from audit.runner import Row
+from audit.store import RESULT_KEYS
 
-COLUMNS = ["protocol", "arm", "framework", "seed", "run_id", "final_accuracy", "final_step",
-           "best_accuracy", "best_step", "correct", "test_images", "steps", "effective_batch",
-           "images_per_s"]
+COLUMNS = ["protocol", "arm", "framework", "seed", "run_id", *RESULT_KEYS]
 
 
 def collect(rows: list[Row]) -> pd.DataFrame:
@@ -22,6 +21,6 @@ def collect(rows: list[Row]) -> pd.DataFrame:
         record = {"protocol": r.protocol, "arm": r.arm, "framework": r.framework,
                   "seed": r.seed_label, "run_id": r.run_id}
         record |= {f"seed_{axis}": value for axis, value in r.seed.items()}
-        record |= {key: row.result.get(key) for key in COLUMNS[5:]}
+        record |= {key: row.result.get(key) for key in RESULT_KEYS}
         records.append(record)
     return pd.DataFrame.from_records(records, columns=None if records else COLUMNS)

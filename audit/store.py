@@ -21,7 +21,6 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -202,9 +201,3 @@ class Store:
             self.summaries([run_id])
         finally:
             os.close(lock)
-
-    def iter_results(self) -> Iterator[tuple[str, dict]]:
-        for run_id in self.run_ids():
-            result = self.result(run_id)
-            if result is not None:
-                yield run_id, result

@@ -323,14 +323,12 @@ def decide_ranking(claim: Claim, protocol: Protocol, table, reading, rng) -> Ver
     column = reading_column(reading)
     parts = []
     for framework in _frameworks(claim, protocol):
-        best = _values(table, claim.best, framework, column)
-        means = {arm: float(_values(table, arm, framework, column).mean())
-                 if len(_values(table, arm, framework, column)) else math.nan
-                 for arm in claim.arms}
+        values = {arm: _values(table, arm, framework, column) for arm in claim.arms}
+        means = {arm: float(v.mean()) if len(v) else math.nan for arm, v in values.items()}
         others = [arm for arm in claim.arms if arm != claim.best]
         comparisons = {}
         for other in others:
-            a, b, _ = _paired(best, _values(table, other, framework, column))
+            a, b, _ = _paired(values[claim.best], values[other])
             comparisons[other] = comparison_part(a, b, 0.0, rng)
         p_raw = [comparisons[o].get("p_value", math.nan) for o in others]
         p_holm = stats.holm(p_raw) if others else np.array([])

@@ -144,9 +144,13 @@ class LogReader:
         self.step, self.eval_step, self.best = 0, None, None
         self.evaluations: list[dict] = []
         self.last = (time.monotonic(), 0)
+        self.pending = ""  # a line cut by a chunk boundary, completed by the next chunk
 
-    def feed(self, text: str) -> None:
-        for line in re.split(r"[\r\n]", text):
+    def feed(self, text: str, final: bool = False) -> None:
+        *lines, self.pending = re.split(r"[\r\n]", self.pending + text)
+        if final:
+            lines, self.pending = [*lines, self.pending], ""
+        for line in lines:
             if match := STEP_LINE.search(line):
                 self.on_step(int(match[1]), float(match[3]))
             elif match := EVAL_STEP.search(line):
@@ -206,6 +210,7 @@ def run(run_dir: Path) -> dict:
                 reader.feed(text)
         finally:
             code = process.wait()
+            reader.feed("", final=True)
             metrics.close()
     if code != 0:
         message = f"the official code exited with status {code}; see log.txt"

@@ -8,8 +8,6 @@ import threading
 import time
 from pathlib import Path
 
-from transfg.run_files import read_json
-
 
 def _last_step(run_dir: Path) -> int | None:
     try:
@@ -111,9 +109,3 @@ class Reporter:
                 self.stream.write("\x1b[2K\r")
                 self.stream.flush()
 
-
-def read_status(run_dir: Path) -> dict:
-    try:
-        return read_json(run_dir / "status.json")
-    except (FileNotFoundError, ValueError):
-        return {}

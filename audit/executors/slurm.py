@@ -14,7 +14,6 @@ tests and for trying a protocol before a cluster is at hand).
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import submitit
 
@@ -87,6 +86,3 @@ def wait(jobs: list, reporter: Reporter | None = None, poll: float = 2.0) -> lis
             time.sleep(poll)
     return outcomes
 
-
-def job_folder(store: Store) -> Path:
-    return store.root / ".submitit"

@@ -246,8 +246,7 @@ def gallery(protocol: Protocol, table: pd.DataFrame, store: Store, count: int = 
             continue
         try:
             bundle = ex.load(checkpoint)
-            root = (ex._run_spec(checkpoint) or {}).get("data_root")
-            samples = read_split(bundle.dataset, root, "test")[:count]
+            samples = read_split(bundle.dataset, bundle.data_root, "test")[:count]
         except Exception:  # a gallery is an illustration: a moved dataset must not stop the
             continue       # report
         images = []

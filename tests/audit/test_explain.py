@@ -66,7 +66,7 @@ def test_explain_boxes_the_selected_patches_on_the_original_image(split):
     rows, cols = config.grid
     patches = [0, cols - 1, rows * cols - 1, cols * 3 + 5]
     bundle = Bundle(KnownSelection(config, patches), config, EvalTransform(600, 448), None,
-                    "test", "cub")
+                    "test", "cub", None)
     image = Image.new("RGB", (900, 300), (0, 0, 0))
     result = explain(bundle, image)
     assert result.patches == patches

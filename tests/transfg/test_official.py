@@ -110,3 +110,18 @@ def test_an_official_spec_needs_a_checkout():
     with pytest.raises(SpecError, match="official_checkout"):
         RunSpec("official", vit_b16(), TrainConfig(), "cub", "/data", Seeds.from_seed(0)
                 ).validate()
+
+
+def test_log_lines_cut_between_chunks_are_read_whole(tmp_path):
+    from transfg.official import LogReader
+    from transfg.run_files import MetricsLog
+
+    metrics = MetricsLog(tmp_path / "metrics.jsonl", 0)
+    reader = LogReader(metrics, tmp_path, 8)
+    log = "x - Global Steps: 100\nx - Valid Accuracy: 0.91234\nx - Best Accuracy: \t0.91234\n"
+    for i in range(0, len(log), 7):  # 7-character chunks cut every line somewhere
+        reader.feed(log[i:i + 7])
+    reader.feed("", final=True)
+    metrics.close()
+    assert reader.evaluations == [{"step": 100, "accuracy": 0.91234}]
+    assert reader.best == 0.91234
