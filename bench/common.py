@@ -12,7 +12,17 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from transfg.config import tiny, vit_b16
+
 RESULTS = Path(__file__).parent / "results"
+
+# Model sizes the benchmarks take by name: tiny (the tests' model), small (CPU-sized), the paper's.
+PRESETS = {
+    "tiny": lambda **kw: tiny(**kw),
+    "small": lambda **kw: tiny(**{"hidden_size": 192, "mlp_dim": 768, "num_heads": 3,
+                                  "num_layers": 6, **kw}),
+    "vit_b16": lambda **kw: vit_b16(**kw),
+}
 
 
 def median_seconds(fns: dict[str, Callable[[], object]], warmup: int, repeats: int

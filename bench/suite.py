@@ -11,6 +11,8 @@ Ratios printed side by side (the issue's targets): TransFG / ViT step time per f
 and precision (target <= 1.10 at 448 px overlap); Jittor / PyTorch throughput (>= 0.9) and peak
 memory (<= 1.2) per model, split and precision. Mixed precision: PyTorch autocast (bf16; fp16
 with loss scaling via --mixed fp16); the Jittor engine has none (recorded as skipped).
+--attention fused: PyTorch's fused attention with detached maps for the PSM (Jittor has explicit
+attention only, so its rows are unchanged).
 Memory: peak GPU allocation on a GPU (PyTorch's counter); peak resident set on the CPU.
 Model FLOP/s and MFU: the FLOPs of the model's matrix products per training step (formula in
 bench/flops.py, equal to PyTorch's FlopCounterMode on the forward pass) over the step time, and
@@ -27,18 +29,11 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS, machine, write_results
+from common import PRESETS, RESULTS, machine, write_results
 from flops import peak_flops, train_step_flops
 from train_step import jittor_worker, torch_worker
 
-from transfg.config import ModelConfig, tiny, vit_b16
-
-PRESETS = {
-    "tiny": lambda **kw: tiny(**kw),
-    "small": lambda **kw: tiny(**{"hidden_size": 192, "mlp_dim": 768, "num_heads": 3,
-                                  "num_layers": 6, **kw}),
-    "vit_b16": lambda **kw: vit_b16(**kw),
-}
+from transfg.config import ModelConfig
 
 
 def config_for(args, variant: str, split: str) -> ModelConfig:
@@ -52,6 +47,7 @@ def run_combination(args, framework, variant, split, precision) -> dict:
                str(args.image_size), "--batch", str(args.batch), "--steps", str(args.steps)]
     if args.checkpointing:
         command.append("--checkpointing")
+    command += ["--attention", args.attention]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         last = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "no output"
@@ -69,6 +65,8 @@ def main() -> None:
     parser.add_argument("--frameworks", default="torch,jittor")
     parser.add_argument("--checkpointing", action="store_true",
                         help="activation checkpointing (PyTorch): the memory it saves")
+    parser.add_argument("--attention", choices=("explicit", "fused"), default="explicit",
+                        help="PyTorch's attention (TrainConfig.attention); Jittor's is explicit")
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder for the results")
     parser.add_argument("--worker", choices=("torch", "jittor"), help=argparse.SUPPRESS)
     parser.add_argument("--variant", help=argparse.SUPPRESS)
@@ -78,7 +76,8 @@ def main() -> None:
     if args.worker:
         worker = torch_worker if args.worker == "torch" else jittor_worker
         print(json.dumps(worker(config_for(args, args.variant, args.split), args.batch,
-                                args.steps, args.precision, args.checkpointing)))
+                                args.steps, args.precision, args.checkpointing,
+                                args.attention)))
         return
 
     frameworks = args.frameworks.split(",")
@@ -133,14 +132,17 @@ def main() -> None:
     table = "\n".join([
         f"preset {args.preset}, {args.image_size} px ({config.num_tokens} tokens overlap), "
         f"batch {args.batch}, mixed = {args.mixed}"
-        f"{', activation checkpointing' if args.checkpointing else ''}; median of {args.steps} "
+        f"{', activation checkpointing' if args.checkpointing else ''}"
+        f"{', PyTorch fused attention (Jittor explicit)' if args.attention == 'fused' else ''}"
+        f"; median of {args.steps} "
         f"steps after 3 warm-up; device {device}\n",
         "| framework/model/split/precision | images/s | ms/step | peak memory MB | model TFLOP/s"
         " | MFU |", "|---|---|---|---|---|---|", *rows, "", "| ratio | value |", "|---|---|",
         *(f"| {name} | {value:.2f} |" for name, value in ratios.items())])
     print(table)
     name = (f"suite-{args.preset}-{args.image_size}px-b{args.batch}-{device}"
-            + ("-checkpointing" if args.checkpointing else ""))
+            + ("-checkpointing" if args.checkpointing else "")
+            + ("-fused" if args.attention == "fused" else ""))
     path = write_results(name, {"preset": args.preset, "image_size": args.image_size,
                                 "batch": args.batch, "steps": args.steps, "mixed": args.mixed,
                                 "results": results, "ratios": ratios}, table, args.results)

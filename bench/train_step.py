@@ -37,7 +37,8 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def torch_worker(config, batch, steps, precision="fp32", checkpointing=False):
+def torch_worker(config, batch, steps, precision="fp32", checkpointing=False,
+                 attention="explicit"):
     import contextlib
 
     import torch
@@ -48,6 +49,9 @@ def torch_worker(config, batch, steps, precision="fp32", checkpointing=False):
     device = "cuda" if torch.cuda.is_available() else "cpu"
     net = model.VisionTransformer(config)
     net.transformer.encoder.checkpointing = checkpointing
+    model.use_fused_attention(net, attention == "fused")  # as the engine does
+    if config.variant == "vit":
+        net.transformer.encoder.return_attention = False
     load_state(net, init_state(config, np.random.default_rng(0)))
     net.to(device).train()
     rng = np.random.default_rng(1)
@@ -85,7 +89,9 @@ def torch_worker(config, batch, steps, precision="fp32", checkpointing=False):
             "gpu_peak_mb": gpu_peak, "rss_peak_mb": rss_mb(), "rss_built_mb": built_rss}
 
 
-def jittor_worker(config, batch, steps, precision="fp32", checkpointing=False):
+def jittor_worker(config, batch, steps, precision="fp32", checkpointing=False,
+                  attention="explicit"):
+    """Jittor's one attention is explicit: `attention` is accepted and ignored."""
     if checkpointing:
         return {"skipped": "the Jittor engine has no activation checkpointing"}
     if precision != "fp32":

@@ -21,6 +21,7 @@ SPEC_VERSION = 1
 FRAMEWORKS = ("torch", "jittor", "official")  # official: a user's checkout (transfg/official.py)
 DECAYS = ("cosine", "linear")
 PRECISIONS = ("fp32", "fp16", "bf16")
+ATTENTIONS = ("explicit", "fused")
 ORDERS = ("reshuffle", "fixed")
 PART_LAYER_INITS = ("random", "pretrained")
 
@@ -69,6 +70,10 @@ class TrainConfig:
     # Recompute each block's activations in the backward pass instead of keeping them: less
     # memory, same numbers (PyTorch engine; tested bit-identical on the CPU).
     activation_checkpointing: bool = False
+    # "fused": PyTorch's scaled_dot_product_attention, the PSM's maps recomputed detached (see
+    # transfg/torch/model.py, Attention); the same model up to float rounding (tested), less
+    # memory. "explicit": the official code's math.
+    attention: Literal["explicit", "fused"] = "explicit"
 
     def errors(self):
         for name in ("steps", "batch_size", "accumulation", "eval_every", "eval_batch_size",
@@ -78,7 +83,8 @@ class TrainConfig:
                 yield f"train.{name}={value!r}, allowed: a positive integer"
         if not isinstance(self.warmup_steps, int) or not 0 <= self.warmup_steps < self.steps:
             yield f"train.warmup_steps={self.warmup_steps!r}, allowed: 0 <= warmup < steps"
-        for name, allowed in (("decay", DECAYS), ("precision", PRECISIONS), ("order", ORDERS)):
+        for name, allowed in (("decay", DECAYS), ("precision", PRECISIONS), ("order", ORDERS),
+                              ("attention", ATTENTIONS)):
             if getattr(self, name) not in allowed:
                 yield f"train.{name}={getattr(self, name)!r}, allowed: {', '.join(allowed)}"
         if not self.learning_rate > 0:

@@ -16,6 +16,7 @@ Exit status: 0 finished, 1 failed (error, out of memory), 3 diverged (NaN or inf
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import os
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from transfg.data.pipeline import EvalView, TrainStream, TrainView, make_transforms
+from transfg.data.pipeline import EvalView, RunView, make_transforms
 from transfg.data.readers import dataset_spec, read_split
 from transfg.run_files import (
     MetricsLog,
@@ -79,22 +80,19 @@ def load_samples(spec: RunSpec):
 
 
 def update_batches(spec: RunSpec, engine, samples, transform, first_update: int):
-    """Yield, for each update from `first_update` on, its list of micro-batches."""
+    """Yield, for each update from `first_update` on, its list of micro-batches (one loader for
+    the whole run: its workers start once)."""
     t = spec.train
-    stream = TrainStream(len(samples), t.batch_size * t.accumulation * spec.devices)
-    epoch, start = stream.position(first_update)
-    while True:
-        view = TrainView(samples, transform, epoch=epoch, order_seed=spec.seeds.order,
-                         augment_seed=spec.seeds.augment, batch=t.batch_size,
-                         accumulation=t.accumulation, world=engine.world, rank=engine.rank,
-                         start=start, order=t.order)
-        micro = []
-        for batch in engine.loader(view, t.batch_size, drop_last=True):
-            micro.append(batch)
-            if len(micro) == t.accumulation:
-                yield micro
-                micro = []
-        epoch, start = epoch + 1, 0
+    view = RunView(samples, transform, first=first_update, last=t.steps,
+                   order_seed=spec.seeds.order, augment_seed=spec.seeds.augment,
+                   batch=t.batch_size, accumulation=t.accumulation, world=engine.world,
+                   rank=engine.rank, order=t.order)
+    micro = []
+    for batch in engine.loader(view, t.batch_size, drop_last=True):
+        micro.append(batch)
+        if len(micro) == t.accumulation:
+            yield micro
+            micro = []
 
 
 def evaluate(spec: RunSpec, engine, samples, transform, run_dir: Path, step: int) -> float:
@@ -168,7 +166,30 @@ def checkpoint(spec: RunSpec, engine, run_dir: Path, step: int) -> None:
                     meta={"step": step, "framework": spec.framework}, optimizer=optimizer)
 
 
+class LoopClock:
+    """Where the training loop's time goes: `with clock("data"): ...` adds to "data"; the
+    breakdown's "other" is the rest of the loop (schedule, metrics lines, progress)."""
+
+    def __init__(self):
+        self.start = time.monotonic()
+        self.spent: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, part: str):
+        tick = time.monotonic()
+        try:
+            yield
+        finally:
+            self.spent[part] = self.spent.get(part, 0.0) + time.monotonic() - tick
+
+    def breakdown(self) -> dict[str, float]:
+        """Seconds per part, "other" and "total" since the clock started."""
+        total = time.monotonic() - self.start
+        return {**self.spent, "other": total - sum(self.spent.values()), "total": total}
+
+
 def train(run_dir: Path) -> dict:
+    setup_started = time.monotonic()
     spec = read_spec(run_dir)
     t = spec.train
     train_samples, test_samples = load_samples(spec)
@@ -190,13 +211,17 @@ def train(run_dir: Path) -> dict:
     if lead:
         write_status(run_dir, "running", first)
     started = time.monotonic()
+    clock = LoopClock()
     batches = update_batches(spec, engine, train_samples, train_transform, first)
     try:
         for step in range(first + 1, t.steps + 1):
             tick = time.monotonic()
             lr = t.learning_rate * multiplier(step, t.warmup_steps, t.steps, t.decay)
             engine.seed(derive_seed(spec.seeds.dropout, f"update {step}"))
-            parts = engine.train_step(next(batches), lr)
+            with clock("data"):
+                micro_batches = next(batches)
+            with clock("update"):  # returns Python floats: the device has finished the update
+                parts = engine.train_step(micro_batches, lr)
             if not math.isfinite(parts["loss"]):
                 raise Diverged(step, parts["loss"])
             row = {"step": step, "lr": lr, **parts,
@@ -206,12 +231,14 @@ def train(run_dir: Path) -> dict:
                 metrics.append(row)
                 progress(step, row)
             if step % t.eval_every == 0 or step == t.steps:
-                accuracy = evaluate(spec, engine, test_samples, eval_transform, run_dir, step)
+                with clock("evaluation"):
+                    accuracy = evaluate(spec, engine, test_samples, eval_transform, run_dir, step)
                 if lead:
                     log.info("update %d: test accuracy %.4f", step, accuracy)
             if lead and (step % t.checkpoint_every == 0 or step == t.steps):
-                checkpoint(spec, engine, run_dir, step)
-                write_status(run_dir, "running", step)
+                with clock("checkpoint"):
+                    checkpoint(spec, engine, run_dir, step)
+                    write_status(run_dir, "running", step)
     finally:
         if lead:
             metrics.close()
@@ -228,6 +255,8 @@ def train(run_dir: Path) -> dict:
               "train_images": len(train_samples), "evaluations": evals,
               "effective_batch": spec.effective_batch, "steps": t.steps,
               "wall_seconds_this_session": time.monotonic() - started,
+              "setup_seconds_this_session": started - setup_started,
+              "loop_seconds_this_session": clock.breakdown(),
               "images_per_s": float(np.median([r["images_per_s"] for r in rows])) if rows else None}
     write_json(run_dir / "result.json", result)
     write_status(run_dir, "finished", t.steps)

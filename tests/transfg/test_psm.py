@@ -73,3 +73,59 @@ def test_selection_follows_the_rollout_not_the_last_map():
 def test_no_gradient_flows_through_the_selection():
     maps = [torch.rand(1, 2, 6, 6, requires_grad=True) for _ in range(3)]
     assert not tm.PartAttention()(maps).requires_grad
+
+
+def fused_pair(config, seed=0):
+    """The same weights twice: explicit attention (the official math) and fused attention."""
+    torch.manual_seed(seed)
+    explicit = tm.VisionTransformer(config)
+    fused = tm.VisionTransformer(config)
+    fused.load_state_dict(explicit.state_dict())
+    tm.use_fused_attention(fused)
+    return explicit, fused
+
+
+def test_fused_attention_is_the_same_model_with_the_same_part_selection():
+    """Fused attention (scaled_dot_product_attention, detached maps for the PSM): the same logits,
+    picks and gradients as the explicit math, up to float32 rounding; its maps carry no graph."""
+    from transfg.config import tiny
+    explicit, fused = fused_pair(tiny(image_size=96, hidden_size=64, num_heads=4))
+    x = torch.randn(4, 3, 96, 96, generator=torch.Generator().manual_seed(1))
+    grads = []
+    for model in (explicit, fused):
+        logits, out = model(x)
+        logits.square().sum().backward()
+        grads.append({n: p.grad for n, p in model.named_parameters()})
+        if model is explicit:
+            reference = logits.detach(), out
+    logits_e, out_e = reference
+    torch.testing.assert_close(logits, logits_e, rtol=1e-5, atol=1e-5)
+    assert torch.equal(out["part_inx"], out_e["part_inx"])
+    assert all(not m.requires_grad and m.grad_fn is None for m in out["attn_weights"])
+    for a, b in zip(out["attn_weights"], out_e["attn_weights"], strict=True):
+        torch.testing.assert_close(a, b.detach(), rtol=1e-5, atol=1e-6)
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_fused_attention_under_autocast_keeps_low_precision_maps_and_the_same_picks():
+    """Under bf16 autocast the detached maps are stored in bf16 (half the memory): the PSM's
+    products run in bf16 either way, so the picks are the explicit path's."""
+    from transfg.config import tiny
+    explicit, fused = fused_pair(tiny(image_size=96, hidden_size=64, num_heads=4), seed=2)
+    x = torch.randn(4, 3, 96, 96, generator=torch.Generator().manual_seed(3))
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
+        _, out_e = explicit(x)
+        _, out_f = fused(x)
+    # (On CUDA the explicit maps are float32, softmax's autocast precision there; the CPU's
+    # autocast keeps softmax in bf16.)
+    assert out_f["attn_weights"][0].dtype == torch.bfloat16
+    assert torch.equal(out_f["part_inx"], out_e["part_inx"])
+
+
+def test_vit_with_fused_attention_skips_maps_nobody_reads():
+    from transfg.config import tiny
+    _, fused = fused_pair(tiny(variant="vit"))
+    fused.transformer.encoder.return_attention = False
+    _, out = fused(torch.randn(2, 3, 64, 64))
+    assert out["attn_weights"] == [None] * 4

@@ -284,3 +284,32 @@ def test_jittor_refuses_activation_checkpointing(tmp_path):
                    activation_checkpointing=True)
     assert main([str(run)]) == 1
     assert "activation_checkpointing" in read_json(run / "status.json")["message"]
+
+
+def test_fused_attention_trains_the_same_model(tmp_path):
+    """PyTorch with fused attention: the explicit run's losses and weights up to float32
+    rounding (6 updates of TransFG, whose PSM reads the detached maps)."""
+    runs = {}
+    for attention in ("explicit", "fused"):
+        folder = tmp_path / attention
+        folder.mkdir()
+        spec = RunSpec("torch", tiny(), TrainConfig(
+            steps=6, warmup_steps=1, eval_every=6, checkpoint_every=6, workers=0,
+            batch_size=8, eval_batch_size=64, attention=attention),
+            "digits", str(DIGITS), Seeds.from_seed(4), subset={"train": 64, "test": 32})
+        (folder / "spec.json").write_text(json.dumps(spec.to_dict()))
+        assert main([str(folder)]) == 0
+        runs[attention] = folder
+    losses = {a: [r["loss"] for r in read_metrics(runs[a] / "metrics.jsonl")] for a in runs}
+    np.testing.assert_allclose(losses["fused"], losses["explicit"], rtol=1e-5)
+    explicit, _, _ = load_checkpoint(runs["explicit"] / "checkpoints" / "last.npz")
+    fused, _, _ = load_checkpoint(runs["fused"] / "checkpoints" / "last.npz")
+    for name in explicit:
+        np.testing.assert_allclose(fused[name], explicit[name], rtol=1e-4, atol=1e-6,
+                                   err_msg=name)
+
+
+def test_jittor_refuses_fused_attention(tmp_path):
+    run = make_run(tmp_path / "run", "jittor", steps=2, warmup_steps=1, attention="fused")
+    assert main([str(run)]) == 1
+    assert "train.attention='fused'" in read_json(run / "status.json")["message"]

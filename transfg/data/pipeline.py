@@ -7,7 +7,7 @@
   the same image whichever worker, process or framework asks for it, and in whatever order.
 - Resume: training step s reads epoch s // steps_per_epoch from position
   (s % steps_per_epoch) * batch; a view that starts there yields exactly the batches an
-  uninterrupted run would have.
+  uninterrupted run would have. A RunView chains the epochs of a whole run for one loader.
 
 Views are plain sequences of (image (3, C, C) float32, label, index) that each framework's own
 parallel loader wraps (`transfg/torch/data.py`, `transfg/jittor/data.py`).
@@ -108,6 +108,39 @@ class TrainView(Sequence):
         sample = self.samples[index]
         rng = sample_rng(self.augment_seed, self.epoch, index)
         return self.transform(self.loader(sample.path), rng), sample.label, index
+
+
+class RunView(Sequence):
+    """One device's training samples for updates `first` (0-based) to `last` (excluded), epoch
+    after epoch: the TrainViews of those epochs end to end. One loader over it serves a whole
+    run, so loader workers start once, not at every epoch."""
+
+    def __init__(self, samples: Sequence[Sample], transform: TrainTransform, *, first: int,
+                 last: int, order_seed: int, augment_seed: int, batch: int,
+                 accumulation: int = 1, world: int = 1, rank: int = 0,
+                 order: Order = "reshuffle", loader: Callable = load_rgb):
+        self.stream = TrainStream(len(samples), batch * accumulation * world)
+        if not 0 <= first <= last:
+            raise ValueError(f"updates {first} to {last}: need 0 <= first <= last")
+        self.first, self.last = first, last
+        self.per_update = batch * accumulation  # this device's images per update
+        self.epoch_view = lambda epoch: TrainView(
+            samples, transform, epoch=epoch, order_seed=order_seed, augment_seed=augment_seed,
+            batch=batch, accumulation=accumulation, world=world, rank=rank, order=order,
+            loader=loader)
+        self.cached: tuple[int, TrainView] | None = None  # each worker process keeps its own
+
+    def __len__(self) -> int:
+        return (self.last - self.first) * self.per_update
+
+    def __getitem__(self, position: int) -> tuple[np.ndarray, int, int]:
+        if not 0 <= position < len(self):
+            raise IndexError(f"position {position} outside 0..{len(self) - 1}")
+        update = self.first + position // self.per_update
+        epoch, in_epoch = divmod(update, self.stream.steps_per_epoch)
+        if self.cached is None or self.cached[0] != epoch:
+            self.cached = epoch, self.epoch_view(epoch)
+        return self.cached[1][in_epoch * self.per_update + position % self.per_update]
 
 
 class EvalView(Sequence):

@@ -29,6 +29,10 @@ class Engine:
         if spec.train.activation_checkpointing:
             raise ValueError("train.activation_checkpointing=True: the Jittor engine has no "
                              "activation checkpointing; use the torch framework or turn it off")
+        if spec.train.attention != "explicit":
+            raise ValueError(f"train.attention={spec.train.attention!r}: the Jittor engine has "
+                             "explicit attention only (jittor 1.3 has no fused attention kernel); "
+                             "use attention=\"explicit\" or the torch framework")
         if spec.train.precision != "fp32":
             raise ValueError(f"precision={spec.train.precision}: the Jittor engine trains in fp32 "
                              "only (jittor 1.3 has no autocast with loss scaling to match)")

@@ -21,7 +21,7 @@ from transfg.weights import State
 
 from .data import make_loader
 from .losses import transfg_loss
-from .model import VisionTransformer
+from .model import VisionTransformer, use_fused_attention
 from .weights import export_state, load_state
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -47,6 +47,9 @@ class Engine:
             raise ValueError(f"precision={spec.train.precision} needs a GPU; use fp32 on the CPU")
         self.model = VisionTransformer(spec.model)
         self.model.transformer.encoder.checkpointing = spec.train.activation_checkpointing
+        use_fused_attention(self.model, spec.train.attention == "fused")
+        if spec.model.variant == "vit":  # no block's maps are read in training or evaluation
+            self.model.transformer.encoder.return_attention = False
         load_state(self.model, state, "initial weights")
         self.model.to(self.device).train()
         self.forward = self.model

@@ -19,6 +19,20 @@ from transfg.config import ModelConfig
 
 
 class Attention(nn.Module):
+    """Multi-head self-attention; returns (output, probabilities (B, H, T, T) or None).
+
+    Two ways to the same result, chosen by `fused` (TrainConfig.attention):
+    - explicit (default, the official code's math): the probabilities are formed, kept by
+      autograd for the backward pass, and returned before dropout;
+    - fused: PyTorch's scaled_dot_product_attention (flash or memory-efficient kernels, which
+      never keep a T x T map for the backward pass). When the probabilities are asked for (the
+      Part Selection Module reads them, it needs no gradient through them) they are recomputed
+      without gradient and stored detached, in the autocast precision when autocast is on (the
+      PSM's products run in that precision under autocast anyway), and are freed once read.
+    """
+
+    fused = False
+
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.num_heads = config.num_heads
@@ -36,12 +50,25 @@ class Attention(nn.Module):
         B, T, _ = x.shape
         return x.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def probabilities(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        return (q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)).softmax(dim=-1)
+
+    def forward(self, x: torch.Tensor, need_weights: bool = True
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
         B, T, D = x.shape
         q, k, v = self.heads(self.query(x)), self.heads(self.key(x)), self.heads(self.value(x))
-        scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)  # (B, H, T, T)
-        probs = scores.softmax(dim=-1)  # returned before dropout, as the official code
-        context = self.attn_dropout(probs) @ v  # (B, H, T, hd)
+        if self.fused:
+            dropout = self.attn_dropout.p if self.training else 0.0
+            context = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+            probs = None
+            if need_weights:
+                with torch.no_grad():
+                    probs = self.probabilities(q, k)
+                    if torch.is_autocast_enabled(x.device.type):
+                        probs = probs.to(torch.get_autocast_dtype(x.device.type))
+        else:
+            probs = self.probabilities(q, k)  # (B, H, T, T), returned before dropout (official)
+            context = self.attn_dropout(probs) @ v  # (B, H, T, hd)
         context = context.transpose(1, 2).reshape(B, T, D)
         return self.proj_dropout(self.out(context)), probs
 
@@ -68,8 +95,9 @@ class Block(nn.Module):
         self.ffn = Mlp(config)
         self.attn = Attention(config)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h, weights = self.attn(self.attention_norm(x))
+    def forward(self, x: torch.Tensor, need_weights: bool = True
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        h, weights = self.attn(self.attention_norm(x), need_weights)
         x = x + h
         x = x + self.ffn(self.ffn_norm(x))
         return x, weights
@@ -118,9 +146,10 @@ def literal_part_selection(attn_weights: list[torch.Tensor]) -> torch.Tensor:
     return last_map[:, :, 0, 1:].argmax(dim=-1)
 
 
-def run_blocks(blocks, hidden_states: torch.Tensor, checkpointing: bool = False
-               ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Run the blocks in order; return the output and each block's attention probabilities.
+def run_blocks(blocks, hidden_states: torch.Tensor, checkpointing: bool = False,
+               need_weights: bool = True) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
+    """Run the blocks in order; return the output and each block's attention probabilities
+    (None from fused attention when `need_weights` is off).
 
     With `checkpointing` (while training), each block keeps only its input and recomputes its
     activations in the backward pass (the same numbers: dropout's random state is replayed):
@@ -129,9 +158,9 @@ def run_blocks(blocks, hidden_states: torch.Tensor, checkpointing: bool = False
     for block in blocks:
         if checkpointing and torch.is_grad_enabled():
             hidden_states, weights = torch.utils.checkpoint.checkpoint(
-                block, hidden_states, use_reentrant=False)
+                block, hidden_states, need_weights, use_reentrant=False)
         else:
-            hidden_states, weights = block(hidden_states)
+            hidden_states, weights = block(hidden_states, need_weights)
         attn_weights.append(weights)
     return hidden_states, attn_weights
 
@@ -153,7 +182,7 @@ class Encoder(nn.Module):
         index = (part_inx + 1).unsqueeze(-1).expand(-1, -1, hidden_states.shape[-1])  # skip CLS
         parts = hidden_states.gather(1, index)  # (B, K, D), from block L-1, not normalised
         concat = torch.cat([hidden_states[:, :1], parts], dim=1)  # (B, 1+K, D)
-        part_states, _ = self.part_layer(concat)
+        part_states, _ = self.part_layer(concat, need_weights=False)
         part_encoded = self.part_norm(part_states)
         return part_encoded, {"attn_weights": attn_weights, "part_inx": part_inx}
 
@@ -166,9 +195,12 @@ class ViTEncoder(nn.Module):
         self.layer = nn.ModuleList(Block(config) for _ in range(config.num_layers))
         self.encoder_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.checkpointing = False  # a training option (TrainConfig.activation_checkpointing)
+        # Off in the training engine (nothing reads the maps): fused attention then skips them.
+        self.return_attention = True
 
     def forward(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        hidden_states, attn_weights = run_blocks(self.layer, hidden_states, self.checkpointing)
+        hidden_states, attn_weights = run_blocks(self.layer, hidden_states, self.checkpointing,
+                                                 self.return_attention)
         return self.encoder_norm(hidden_states), {"attn_weights": attn_weights}
 
 
@@ -182,12 +214,20 @@ class Transformer(nn.Module):
         return self.encoder(self.embeddings(x))
 
 
+def use_fused_attention(model: nn.Module, fused: bool = True) -> None:
+    """Switch every attention layer of `model` to fused (or back to explicit) attention."""
+    for module in model.modules():
+        if isinstance(module, Attention):
+            module.fused = fused
+
+
 class VisionTransformer(nn.Module):
     """TransFG (`part_head` on the part_layer CLS token) or the ViT baseline (`head`).
 
     forward(x) -> (logits (B, classes), out) with out holding:
       cls_feature (B, D): the normalised CLS token, input of the head and the contrastive loss;
-      attn_weights: list of (B, H, T, T) per encoder block (for rollout heatmaps);
+      attn_weights: list of (B, H, T, T) per encoder block (for rollout heatmaps; None per block
+        for a ViT with return_attention off and fused attention);
       part_inx (B, K), TransFG only: the patch each head selects, row-major in config.grid;
         config.patch_box(i) gives its pixels in the input (for drawing boxes).
     """

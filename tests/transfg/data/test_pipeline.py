@@ -6,7 +6,7 @@ import pytest
 
 import transfg.jittor  # noqa: F401  (prepares jittor before it is imported)
 from transfg.data.bundled import ROOT as DIGITS_ROOT
-from transfg.data.pipeline import EvalView, TrainStream, TrainView, epoch_order
+from transfg.data.pipeline import EvalView, RunView, TrainStream, TrainView, epoch_order
 from transfg.data.readers import read_split
 from transfg.data.transforms import EvalTransform, TrainTransform
 from transfg.jittor.data import make_loader as jittor_loader
@@ -67,6 +67,20 @@ def test_resume_mid_epoch_continues_the_same_sequence(reference, workers):
     assert (epoch, start) == (1, 16)
     assert_same(torch_batches(view(epoch, start), workers), reference[1][2:])
     assert_same(jittor_batches(view(epoch, start), workers), reference[1][2:])
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_one_loader_over_a_whole_run_yields_the_epochs_end_to_end(reference, workers):
+    """RunView (one loader, workers started once) = the epochs' TrainViews one after the other,
+    also when it starts mid-epoch (a resume) and ends mid-epoch (the run's last update)."""
+    run = RunView(SAMPLES, TRANSFORM, first=2, last=7, order_seed=11, augment_seed=12,
+                  batch=BATCH)
+    expected = reference[0][2:] + reference[1][:3]
+    assert len(run) == 5 * BATCH
+    assert_same(torch_batches(run, workers), expected)
+    assert_same(jittor_batches(run, workers), expected)
+    with pytest.raises(IndexError, match=r"position 40 outside 0\.\.39"):
+        run[40]
 
 
 def test_epochs_reshuffle_unless_the_official_fixed_order_is_asked_for():
