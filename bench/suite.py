@@ -11,8 +11,9 @@ Ratios printed side by side (the issue's targets): TransFG / ViT step time per f
 and precision (target <= 1.10 at 448 px overlap); Jittor / PyTorch throughput (>= 0.9) and peak
 memory (<= 1.2) per model, split and precision. Mixed precision: PyTorch autocast (bf16; fp16
 with loss scaling via --mixed fp16); the Jittor engine has none (recorded as skipped).
---attention fused: PyTorch's fused attention with detached maps for the PSM (Jittor has explicit
-attention only, so its rows are unchanged).
+Frameworks: torch (explicit attention, the official math), torch-fused (TrainConfig.attention =
+"fused": scaled_dot_product_attention, the PSM's maps recomputed detached), jittor (explicit
+attention, its only kind); ratios fused / explicit and Jittor / each PyTorch.
 Memory: peak GPU allocation on a GPU (PyTorch's counter); peak resident set on the CPU.
 Model FLOP/s and MFU: the FLOPs of the model's matrix products per training step (formula in
 bench/flops.py, equal to PyTorch's FlopCounterMode on the forward pass) over the step time, and
@@ -35,6 +36,10 @@ from train_step import jittor_worker, torch_worker
 
 from transfg.config import ModelConfig
 
+# --frameworks name -> (worker, PyTorch attention)
+WORKERS = {"torch": (torch_worker, "explicit"), "torch-fused": (torch_worker, "fused"),
+           "jittor": (jittor_worker, "explicit")}
+
 
 def config_for(args, variant: str, split: str) -> ModelConfig:
     return PRESETS[args.preset](image_size=args.image_size, variant=variant, split=split,
@@ -47,7 +52,6 @@ def run_combination(args, framework, variant, split, precision) -> dict:
                str(args.image_size), "--batch", str(args.batch), "--steps", str(args.steps)]
     if args.checkpointing:
         command.append("--checkpointing")
-    command += ["--attention", args.attention]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         last = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "no output"
@@ -62,25 +66,26 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=10, help="timed steps (after 3 warm-up)")
     parser.add_argument("--mixed", choices=("bf16", "fp16"), default="bf16")
-    parser.add_argument("--frameworks", default="torch,jittor")
+    parser.add_argument("--frameworks", default="torch,torch-fused,jittor",
+                        help="comma-separated: torch, torch-fused, jittor")
     parser.add_argument("--checkpointing", action="store_true",
                         help="activation checkpointing (PyTorch): the memory it saves")
-    parser.add_argument("--attention", choices=("explicit", "fused"), default="explicit",
-                        help="PyTorch's attention (TrainConfig.attention); Jittor's is explicit")
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder for the results")
-    parser.add_argument("--worker", choices=("torch", "jittor"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=WORKERS, help=argparse.SUPPRESS)
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--split", help=argparse.SUPPRESS)
     parser.add_argument("--precision", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker = torch_worker if args.worker == "torch" else jittor_worker
+        worker, attention = WORKERS[args.worker]
         print(json.dumps(worker(config_for(args, args.variant, args.split), args.batch,
-                                args.steps, args.precision, args.checkpointing,
-                                args.attention)))
+                                args.steps, args.precision, args.checkpointing, attention)))
         return
 
     frameworks = args.frameworks.split(",")
+    unknown = sorted(set(frameworks) - set(WORKERS))
+    if unknown:
+        parser.error(f"--frameworks: unknown {', '.join(unknown)}; allowed: {', '.join(WORKERS)}")
     combos = list(itertools.product(frameworks, ("transfg", "vit"), ("overlap", "non-overlap"),
                                     ("fp32", args.mixed)))
     gpu = machine()["gpu"]
@@ -113,12 +118,15 @@ def main() -> None:
     for variant, split, precision in itertools.product(("transfg", "vit"),
                                                        ("overlap", "non-overlap"),
                                                        ("fp32", args.mixed)):
-        j, t = f"jittor/{variant}/{split}/{precision}", f"torch/{variant}/{split}/{precision}"
-        if get(j, "images_per_s") and get(t, "images_per_s"):
-            ratios[f"jittor_over_torch_throughput/{variant}/{split}/{precision}"] = \
-                get(j, "images_per_s") / get(t, "images_per_s")
-            ratios[f"jittor_over_torch_memory/{variant}/{split}/{precision}"] = \
-                get(j, "memory_mb") / get(t, "memory_mb")
+        setting = f"{variant}/{split}/{precision}"
+        for name, a, b in (("jittor_over_torch", "jittor", "torch"),
+                           ("jittor_over_torch-fused", "jittor", "torch-fused"),
+                           ("fused_over_explicit", "torch-fused", "torch")):
+            if get(f"{a}/{setting}", "images_per_s") and get(f"{b}/{setting}", "images_per_s"):
+                ratios[f"{name}_throughput/{setting}"] = \
+                    get(f"{a}/{setting}", "images_per_s") / get(f"{b}/{setting}", "images_per_s")
+                ratios[f"{name}_memory/{setting}"] = \
+                    get(f"{a}/{setting}", "memory_mb") / get(f"{b}/{setting}", "memory_mb")
     config = config_for(args, "transfg", "overlap")
     device = next((r["device"] for r in results.values() if "device" in r), "cpu")
     rows = []
@@ -133,7 +141,6 @@ def main() -> None:
         f"preset {args.preset}, {args.image_size} px ({config.num_tokens} tokens overlap), "
         f"batch {args.batch}, mixed = {args.mixed}"
         f"{', activation checkpointing' if args.checkpointing else ''}"
-        f"{', PyTorch fused attention (Jittor explicit)' if args.attention == 'fused' else ''}"
         f"; median of {args.steps} "
         f"steps after 3 warm-up; device {device}\n",
         "| framework/model/split/precision | images/s | ms/step | peak memory MB | model TFLOP/s"
@@ -141,8 +148,7 @@ def main() -> None:
         *(f"| {name} | {value:.2f} |" for name, value in ratios.items())])
     print(table)
     name = (f"suite-{args.preset}-{args.image_size}px-b{args.batch}-{device}"
-            + ("-checkpointing" if args.checkpointing else "")
-            + ("-fused" if args.attention == "fused" else ""))
+            + ("-checkpointing" if args.checkpointing else ""))
     path = write_results(name, {"preset": args.preset, "image_size": args.image_size,
                                 "batch": args.batch, "steps": args.steps, "mixed": args.mixed,
                                 "results": results, "ratios": ratios}, table, args.results)
