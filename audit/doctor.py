@@ -132,9 +132,17 @@ def check_pdftoppm() -> Check:
     return Check("pdftoppm", "ok", path)
 
 
+def check_mpirun() -> Check:
+    path = shutil.which("mpirun")
+    if path is None:
+        return Check("mpirun", "warn", "missing (Debian's openmpi-bin, libopenmpi-dev): Jittor "
+                                       "runs on several devices cannot start")
+    return Check("mpirun", "ok", path)
+
+
 def run_checks(probe=run_probe) -> list[Check]:
     return [check_python(), check_torch(probe), check_jittor(probe), check_cpu(), check_gpu(),
-            check_pdf(), check_pdftoppm()]
+            check_pdf(), check_pdftoppm(), check_mpirun()]
 
 
 def main(as_json: bool = False, probe=run_probe) -> int:

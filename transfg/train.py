@@ -272,13 +272,22 @@ def run(run_dir: Path) -> dict:
     return train(run_dir)
 
 
+def launcher_rank() -> int:
+    """This process's rank as its launcher set it: torchrun (RANK), Open MPI's or MPICH's
+    mpirun (OMPI_COMM_WORLD_RANK, PMI_RANK); 0 for a single process."""
+    for name in ("RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK"):
+        if name in os.environ:
+            return int(os.environ[name])
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m transfg.train", description=__doc__
                                      .split("\n\n")[0])
     parser.add_argument("run_dir", type=Path)
     args = parser.parse_args(argv)
     run_dir = args.run_dir
-    if os.environ.get("RANK", "0") != "0":  # another process of a multi-device run
+    if launcher_rank() != 0:  # another process of a multi-device run
         train(run_dir)
         return 0
     handler = logging.FileHandler(run_dir / "log.txt")

@@ -75,7 +75,8 @@ def create_app(bundle: Bundle, samples: list | None = None, max_bytes: int = MAX
     @app.get("/")
     def index():
         return render_template(
-            "demo.html.j2", checkpoint="/".join(Path(bundle.checkpoint).parts[-3:]), dataset=bundle.dataset,
+            "demo.html.j2", checkpoint="/".join(Path(bundle.checkpoint).parts[-3:]),
+            dataset=bundle.dataset,
             variant=bundle.config.variant, gallery=[
                 {"index": i, "name": Path(p.path).name} for i, p in enumerate(gallery)],
             max_mb=f"{max_bytes / 2**20:.0f}")

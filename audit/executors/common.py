@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,10 +27,27 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 
 def train_command(spec: dict, run_dir: Path) -> list[str]:
-    if spec["framework"] == "torch" and spec["devices"] > 1:
+    """The training command: one process, or one per device through the framework's launcher
+    (torchrun for PyTorch, mpirun for Jittor)."""
+    train = [sys.executable, "-m", "transfg.train", str(run_dir)]
+    if spec["devices"] == 1 or spec["framework"] == "official":
+        return train
+    if spec["framework"] == "torch":
         return [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                f"--nproc_per_node={spec['devices']}", "-m", "transfg.train", str(run_dir)]
-    return [sys.executable, "-m", "transfg.train", str(run_dir)]
+                f"--nproc_per_node={spec['devices']}", *train[1:]]
+    mpirun = shutil.which("mpirun")
+    if mpirun is None:
+        raise RuntimeError(f"devices={spec['devices']} with jittor needs mpirun, which is not on "
+                           "PATH: install Open MPI (Debian: apt-get install openmpi-bin "
+                           "libopenmpi-dev) or use devices=1 with accumulation")
+    return [mpirun, "-np", str(spec["devices"]), *train]
+
+
+def launcher_env() -> dict[str, str]:
+    """Open MPI refuses to start as root unless told it may (containers often run as root)."""
+    if os.geteuid() == 0:
+        return {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+    return {}
 
 
 @dataclass
@@ -71,7 +89,7 @@ def execute(store: Store, run_id: str, spec: dict, fingerprints: dict, *, owner:
             process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL, pass_fds=(claim.fd,),
                                        preexec_fn=_die_with_parent,
-                                       env={**os.environ, **(env or {})})
+                                       env={**os.environ, **launcher_env(), **(env or {})})
             try:
                 code = process.wait()
             except BaseException:  # Ctrl-C or the job being stopped: stop the run with us

@@ -3,6 +3,8 @@ frameworks track each other, accumulation is exact, a killed run resumes to the 
 failures are recorded as such."""
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 
@@ -10,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from audit.executors.common import launcher_env, train_command
 from transfg.config import tiny
 from transfg.data.bundled import ROOT as DIGITS
 from transfg.run_files import read_json, read_metrics
@@ -313,3 +316,46 @@ def test_jittor_refuses_fused_attention(tmp_path):
     run = make_run(tmp_path / "run", "jittor", steps=2, warmup_steps=1, attention="fused")
     assert main([str(run)]) == 1
     assert "train.attention='fused'" in read_json(run / "status.json")["message"]
+
+
+needs_mpirun = pytest.mark.skipif(shutil.which("mpirun") is None,
+                                  reason="mpirun not installed (bash .ci/setup installs Open MPI)")
+
+
+@needs_mpirun
+def test_two_process_mpi_jittor_equals_one_process_accumulating_two_micro_batches(tmp_path):
+    """mpirun, Jittor on the CPU: 2 processes x 1 micro-batch of 8 == 1 process x 2 micro-batches
+    of 8, update for update, and the evaluation counts each test image once. Tolerance 1e-6: the
+    all-reduce sums the two gradients in another order than accumulation does."""
+    settings = dict(steps=5, warmup_steps=1, batch_size=8, eval_every=5, checkpoint_every=5)
+    single = make_run(tmp_path / "single", "jittor", accumulation=2, **settings)
+    assert run_process(single).returncode == 0
+    mpi = make_run(tmp_path / "mpi", "jittor", **settings)
+    data = json.loads((mpi / "spec.json").read_text())
+    data["devices"] = 2
+    (mpi / "spec.json").write_text(json.dumps(data))
+    command = train_command(data, mpi)
+    assert command[1:3] == ["-np", "2"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, **launcher_env()})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    a = load_checkpoint(single / "checkpoints" / "last.npz")[0]
+    b = load_checkpoint(mpi / "checkpoints" / "last.npz")[0]
+    for name, value in a.items():
+        np.testing.assert_allclose(b[name], value, rtol=0, atol=1e-6, err_msg=name)
+    losses = [[r["loss"] for r in read_metrics(run / "metrics.jsonl")] for run in (single, mpi)]
+    np.testing.assert_allclose(losses[1], losses[0], atol=1e-6)
+    with np.load(mpi / "eval-5.npz") as data, np.load(single / "eval-5.npz") as alone:
+        assert list(data["index"]) == list(range(599))  # each test image exactly once
+        np.testing.assert_array_equal(data["label"], alone["label"])
+        np.testing.assert_allclose(data["top5_scores"], alone["top5_scores"], atol=1e-5)
+    assert read_json(mpi / "result.json")["effective_batch"] == 16
+
+
+def test_a_multi_device_jittor_spec_started_alone_says_how_to_launch_it(tmp_path):
+    run = make_run(tmp_path / "run", "jittor", steps=2, warmup_steps=1)
+    data = json.loads((run / "spec.json").read_text())
+    data["devices"] = 2
+    (run / "spec.json").write_text(json.dumps(data))
+    assert main([str(run)]) == 1
+    assert "launch with mpirun -np 2" in read_json(run / "status.json")["message"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import jittor as jt
 import numpy as np
 from jittor.dataset import Dataset
 
@@ -23,6 +24,16 @@ class ViewDataset(Dataset):
 
     def __getitem__(self, position: int) -> tuple[np.ndarray, int, int]:
         return self.view[position]
+
+    def _get_index_list(self):
+        # Under MPI, jittor's Dataset splits every batch among the processes by itself; our views
+        # are already one process's share (transfg.data.pipeline), so that split is turned off.
+        in_mpi = jt.in_mpi
+        jt.in_mpi = False
+        try:
+            return super()._get_index_list()
+        finally:
+            jt.in_mpi = in_mpi
 
 
 def make_loader(view: Sequence, batch: int, workers: int = 0, *,

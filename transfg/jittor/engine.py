@@ -1,8 +1,15 @@
 """One optimizer update, prediction and checkpoint state in Jittor; mirrors
-`transfg/torch/engine.py` method for method."""
+`transfg/torch/engine.py` method for method.
+
+Several devices: `mpirun -np N python -m transfg.train RUN_DIR` (jittor's own MPI support; each
+process reads its own shard of the deterministic order). The gradients of an update's
+micro-batches accumulate in each process and are averaged over the processes once, before
+clipping, as DistributedDataParallel does in the PyTorch engine.
+"""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import jittor as jt
@@ -17,15 +24,29 @@ from .model import VisionTransformer
 from .weights import export_state, load_state
 
 
+@contextlib.contextmanager
+def local_gradients():
+    """Under MPI, jittor's optimizer averages the gradients over the processes at every backward
+    call (and broadcasts the parameters at its first); inside this block it does neither, so an
+    update's micro-batches accumulate in each process, and the engine averages once."""
+    in_mpi = jt.in_mpi
+    jt.in_mpi = False
+    try:
+        yield
+    finally:
+        jt.in_mpi = in_mpi
+
+
 class Engine:
     framework = "jittor"
 
     def __init__(self, spec: RunSpec, state: State):
         self.spec = spec
-        self.rank, self.world = 0, 1
-        if spec.devices != 1:
-            raise NotImplementedError(f"devices={spec.devices}: multi-device Jittor runs (mpirun) "
-                                      "are not implemented yet; use devices=1 with accumulation")
+        self.rank, self.world = (jt.rank, jt.world_size) if jt.in_mpi else (0, 1)
+        if self.world != spec.devices:
+            raise ValueError(f"devices={spec.devices} in the spec, but {self.world} process(es) "
+                             f"were started (launch with mpirun -np {spec.devices} python -m "
+                             "transfg.train RUN_DIR)")
         if spec.train.activation_checkpointing:
             raise ValueError("train.activation_checkpointing=True: the Jittor engine has no "
                              "activation checkpointing; use the torch framework or turn it off")
@@ -54,15 +75,21 @@ class Engine:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         totals = {"loss": 0.0, "ce": 0.0, "contrastive": 0.0}
-        for images, labels, _ in micro_batches:
-            logits, out = self.model(images)
-            parts = transfg_loss(logits, out["cls_feature"], labels, self.spec.model)
-            self.optimizer.backward(parts["loss"] / len(micro_batches))
-            for name in totals:
-                totals[name] += float(parts[name].item()) / len(micro_batches)
+        with local_gradients():
+            for images, labels, _ in micro_batches:
+                logits, out = self.model(images)
+                parts = transfg_loss(logits, out["cls_feature"], labels, self.spec.model)
+                self.optimizer.backward(parts["loss"] / len(micro_batches))
+                for name in totals:
+                    totals[name] += float(parts[name].item()) / len(micro_batches)
+        grads = [g for group in self.optimizer.param_groups for g in group["grads"]]
+        if self.world > 1:  # the mean gradient, and the mean losses, over the processes
+            for g in grads:
+                g.update(g.mpi_all_reduce("mean"))
+            values = jt.array(np.array(list(totals.values()), np.float32)).mpi_all_reduce("mean")
+            totals = dict(zip(totals, map(float, values.numpy()), strict=True))
         # Clipped here rather than by optimizer.clip_grad_norm, which computes the same norm but
         # does not return it: the same coefficient, max / (norm + 1e-6), capped at 1.
-        grads = [g for group in self.optimizer.param_groups for g in group["grads"]]
         total = jt.norm(jt.concat([g.flatten() for g in grads]))
         coefficient = jt.minimum(self.spec.train.max_grad_norm / (total + 1e-6), 1.0)
         for g in grads:
@@ -95,8 +122,29 @@ class Engine:
         for name, value in zip(self.names, values, strict=True):
             value.assign(optimizer[f"momentum/{name}"])
 
-    def gather(self, value) -> list:
-        return [value]
+    def gather(self, shard: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+        """Every process's shard (dict of arrays with rows), in rank order, on every process:
+        each process writes its rows into its own block of zeros and a sum over the processes
+        fills every block. The values travel as float32 (jittor turns 64-bit arrays into 32-bit
+        ones), which holds the scores exactly and integers below 2**24 (checked)."""
+        if self.world == 1:
+            return [shard]
+        rows = len(next(iter(shard.values())))
+        for key, value in shard.items():
+            if value.dtype.kind in "iu" and value.size and np.abs(value).max() >= 2**24:
+                raise ValueError(f"{key}: integers from 2**24 on cannot be gathered exactly")
+        counts = np.zeros(self.world, np.float32)
+        counts[self.rank] = rows
+        counts = jt.array(counts).mpi_all_reduce("add").numpy().astype(np.int64)
+        starts = np.concatenate([[0], np.cumsum(counts)])
+        everything = {}
+        for key, value in shard.items():
+            block = np.zeros((starts[-1], *value.shape[1:]), np.float32)
+            block[starts[self.rank]:starts[self.rank + 1]] = value
+            block = jt.array(block).mpi_all_reduce("add").numpy()
+            everything[key] = block.astype(value.dtype)
+        return [{key: value[starts[r]:starts[r + 1]] for key, value in everything.items()}
+                for r in range(self.world)]
 
     def close(self) -> None:
         pass

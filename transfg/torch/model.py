@@ -18,17 +18,41 @@ from torch import nn
 from transfg.config import ModelConfig
 
 
+class DeferredMap:
+    """One block's attention probabilities softmax(q k^T / sqrt(hd)) (B, H, T, T), formed only
+    when read and without gradient: what fused attention hands the Part Selection Module.
+
+    It keeps q and k, which fused attention's backward pass keeps anyway, instead of the T x T
+    map: the PSM forms one map at a time (and for the last block only the CLS row), so the
+    eleven maps of 448 px overlap (1370 tokens) are never held together."""
+
+    def __init__(self, q: torch.Tensor, k: torch.Tensor):
+        self.q, self.k = q.detach(), k.detach()
+
+    def probabilities(self, queries: slice = slice(None)) -> torch.Tensor:
+        with torch.no_grad():
+            scores = self.q[:, :, queries] @ self.k.transpose(-1, -2)
+            return (scores / math.sqrt(self.q.shape[-1])).softmax(dim=-1)
+
+    def cls_row(self) -> torch.Tensor:
+        return self.probabilities(slice(0, 1))  # (B, H, 1, T)
+
+
+def materialize(weights: torch.Tensor | DeferredMap) -> torch.Tensor:
+    """A block's attention probabilities as a tensor, whichever attention produced them."""
+    return weights.probabilities() if isinstance(weights, DeferredMap) else weights
+
+
 class Attention(nn.Module):
-    """Multi-head self-attention; returns (output, probabilities (B, H, T, T) or None).
+    """Multi-head self-attention; returns (output, probabilities or None).
 
     Two ways to the same result, chosen by `fused` (TrainConfig.attention):
-    - explicit (default, the official code's math): the probabilities are formed, kept by
-      autograd for the backward pass, and returned before dropout;
+    - explicit (default, the official code's math): the probabilities (B, H, T, T) are formed,
+      kept by autograd for the backward pass, and returned before dropout;
     - fused: PyTorch's scaled_dot_product_attention (flash or memory-efficient kernels, which
-      never keep a T x T map for the backward pass). When the probabilities are asked for (the
-      Part Selection Module reads them, it needs no gradient through them) they are recomputed
-      without gradient and stored detached, in the autocast precision when autocast is on (the
-      PSM's products run in that precision under autocast anyway), and are freed once read.
+      keep no T x T map for the backward pass); the probabilities come back as a DeferredMap
+      (formed without gradient when the Part Selection Module reads them; it needs no gradient
+      through them), or None when `need_weights` is off.
     """
 
     fused = False
@@ -50,24 +74,17 @@ class Attention(nn.Module):
         B, T, _ = x.shape
         return x.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
 
-    def probabilities(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        return (q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)).softmax(dim=-1)
-
     def forward(self, x: torch.Tensor, need_weights: bool = True
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+                ) -> tuple[torch.Tensor, torch.Tensor | DeferredMap | None]:
         B, T, D = x.shape
         q, k, v = self.heads(self.query(x)), self.heads(self.key(x)), self.heads(self.value(x))
         if self.fused:
             dropout = self.attn_dropout.p if self.training else 0.0
             context = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
-            probs = None
-            if need_weights:
-                with torch.no_grad():
-                    probs = self.probabilities(q, k)
-                    if torch.is_autocast_enabled(x.device.type):
-                        probs = probs.to(torch.get_autocast_dtype(x.device.type))
+            probs = DeferredMap(q, k) if need_weights else None
         else:
-            probs = self.probabilities(q, k)  # (B, H, T, T), returned before dropout (official)
+            scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)  # (B, H, T, T)
+            probs = scores.softmax(dim=-1)  # returned before dropout, as the official code
             context = self.attn_dropout(probs) @ v  # (B, H, T, hd)
         context = context.transpose(1, 2).reshape(B, T, D)
         return self.proj_dropout(self.out(context)), probs
@@ -95,8 +112,7 @@ class Block(nn.Module):
         self.ffn = Mlp(config)
         self.attn = Attention(config)
 
-    def forward(self, x: torch.Tensor, need_weights: bool = True
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, x: torch.Tensor, need_weights: bool = True) -> tuple[torch.Tensor, object]:
         h, weights = self.attn(self.attention_norm(x), need_weights)
         x = x + h
         x = x + self.ffn(self.ffn_norm(x))
@@ -130,11 +146,12 @@ class PartAttention(nn.Module):
     No identity term, no head averaging, no gradient (argmax).
     """
 
-    def forward(self, attn_weights: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, attn_weights: list[torch.Tensor | DeferredMap]) -> torch.Tensor:
         with torch.no_grad():
-            row = attn_weights[-1][:, :, :1, :]  # (B, H, 1, T)
+            last = attn_weights[-1]
+            row = last.cls_row() if isinstance(last, DeferredMap) else last[:, :, :1, :]
             for weights in reversed(attn_weights[:-1]):
-                row = row @ weights  # (B, H, 1, T)
+                row = row @ materialize(weights)  # (B, H, 1, T)
             return row[:, :, 0, 1:].argmax(dim=-1)  # (B, H): patch index, CLS excluded
 
 
@@ -147,9 +164,9 @@ def literal_part_selection(attn_weights: list[torch.Tensor]) -> torch.Tensor:
 
 
 def run_blocks(blocks, hidden_states: torch.Tensor, checkpointing: bool = False,
-               need_weights: bool = True) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
+               need_weights: bool = True) -> tuple[torch.Tensor, list]:
     """Run the blocks in order; return the output and each block's attention probabilities
-    (None from fused attention when `need_weights` is off).
+    (from fused attention: DeferredMaps, or None when `need_weights` is off).
 
     With `checkpointing` (while training), each block keeps only its input and recomputes its
     activations in the backward pass (the same numbers: dropout's random state is replayed):
@@ -226,8 +243,9 @@ class VisionTransformer(nn.Module):
 
     forward(x) -> (logits (B, classes), out) with out holding:
       cls_feature (B, D): the normalised CLS token, input of the head and the contrastive loss;
-      attn_weights: list of (B, H, T, T) per encoder block (for rollout heatmaps; None per block
-        for a ViT with return_attention off and fused attention);
+      attn_weights: per encoder block, its (B, H, T, T) probabilities (for rollout heatmaps);
+        with fused attention a DeferredMap (`materialize` turns either into a tensor), or None
+        for a ViT with return_attention off;
       part_inx (B, K), TransFG only: the patch each head selects, row-major in config.grid;
         config.patch_box(i) gives its pixels in the input (for drawing boxes).
     """
