@@ -45,7 +45,8 @@ def run_once(framework: str, args, folder: Path) -> dict:
 def train_in_process(framework: str, args, run: Path) -> dict:
     config = PRESETS[args.preset](image_size=args.image_size, num_classes=10)
     spec = RunSpec(framework, config,
-                   TrainConfig(steps=args.steps, warmup_steps=10, batch_size=args.batch,
+                   TrainConfig(steps=args.steps, warmup_steps=min(10, args.steps - 1),
+                               batch_size=args.batch,
                                workers=args.workers, eval_every=args.steps,
                                checkpoint_every=args.checkpoint_every, eval_batch_size=128),
                    "digits", str(ROOT), Seeds.from_seed(0))

@@ -44,11 +44,43 @@ def test_data_pipeline_benchmark_compares_with_plain_pil(tmp_path):
 
 def test_performance_suite_reports_every_combination_and_its_ratios(tmp_path):
     out = run("suite.py", "--preset", "tiny", "--image-size", "64", "--batch", "2", "--steps",
-              "1", "--frameworks", "torch", "--results", str(tmp_path))
+              "1", "--frameworks", "torch,torch-fused", "--results", str(tmp_path))
     result = json.loads((tmp_path / "suite-tiny-64px-b2-cpu.json").read_text())
-    assert len(result["results"]) == 8  # 2 models x 2 splits x 2 precisions
+    assert len(result["results"]) == 16  # 2 PyTorch attentions x 2 models x 2 splits x 2 precisions
     assert all("images_per_s" in r for r in result["results"].values())
     assert "| transfg_over_vit_step/torch/overlap/fp32 |" in out
-    assert set(result["ratios"]) == {f"transfg_over_vit_step/torch/{s}/{p}"
-                                     for s in ("overlap", "non-overlap")
-                                     for p in ("fp32", "bf16")}
+    settings = [(s, p) for s in ("overlap", "non-overlap") for p in ("fp32", "bf16")]
+    assert set(result["ratios"]) == (
+        {f"transfg_over_vit_step/{f}/{s}/{p}" for f in ("torch", "torch-fused")
+         for s, p in settings}
+        | {f"fused_over_explicit_{m}/{v}/{s}/{p}" for m in ("throughput", "memory")
+           for v in ("transfg", "vit") for s, p in settings})
+
+
+def test_performance_suite_refuses_an_unknown_framework(tmp_path):
+    done = subprocess.run([sys.executable, str(BENCH / "suite.py"), "--frameworks", "torch,jax",
+                           "--results", str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "unknown jax; allowed: torch, torch-fused, jittor" in done.stderr
+
+
+def test_activation_memory_counts_what_fused_attention_saves(tmp_path):
+    out = run("activation_memory.py", "--preset", "tiny", "--image-size", "64", "--batch", "2",
+              "--results", str(tmp_path))
+    result = json.loads((tmp_path / "activation-memory-tiny-64px-fp32.json").read_text())
+    assert len(result["results"]) == 8 and "| fused_over_explicit/vit/overlap |" in out
+    for r in result["results"].values():
+        assert 0 < r["saved"] <= r["held"] and r["predicted_gib"] > 0
+    # ViT with fused attention keeps no T x T map for the backward pass.
+    vit = result["results"]
+    assert vit["vit/overlap/fused"]["saved"] < vit["vit/overlap/explicit"]["saved"]
+
+
+def test_training_overhead_benchmark_reads_the_loop_clock(tmp_path):
+    out = run("train_overhead.py", "--steps", "6", "--checkpoint-every", "3", "--workers", "0",
+              "--frameworks", "torch", "--results", str(tmp_path))
+    result = json.loads((tmp_path / "train-overhead-tiny-w0.json").read_text())
+    torch_result = result["results"]["torch"]
+    assert set(torch_result["shares"]) == {"data", "checkpoint", "other"}
+    assert 0 < torch_result["overhead_share"] < 1
+    assert torch_result["loop_seconds"]["update"] > 0 and "| torch |" in out
