@@ -1,5 +1,6 @@
-"""Parity on the accelerator: the same weights and inputs through PyTorch and Jittor on the GPU
-(CPU when there is none), against PyTorch on the CPU as the reference. Logits (relative error),
+"""Parity on the accelerator: the same weights and inputs through PyTorch (explicit and fused
+attention) and Jittor on the GPU (CPU when there is none), against PyTorch on the CPU with
+explicit attention as the reference. Logits (relative error),
 the Part Selection Module's picks (identical), the TransFG loss and the gradient norm, for the
 tiny configs and ViT-B/16 at 448 px overlap (1370 tokens). Exit status 1 when a tolerance fails.
 
@@ -32,6 +33,9 @@ CASES = {
 }
 
 
+KINDS = ("torch-cpu", "torch-gpu", "torch-gpu-fused", "jittor")  # the first is the reference
+
+
 def inputs(config, batch):
     rng = np.random.default_rng(0)
     state = init_state(config, rng)
@@ -40,7 +44,7 @@ def inputs(config, batch):
     return state, x, y
 
 
-def torch_run(name, device, batch):
+def torch_run(name, device, batch, fused=False):
     import torch
 
     from transfg.torch import losses, model
@@ -52,6 +56,7 @@ def torch_run(name, device, batch):
     state, x, y = inputs(config, batch)
     net = model.VisionTransformer(config)
     load_state(net, state)
+    model.use_fused_attention(net, fused)
     net.to(device).train()
     torch.manual_seed(0)
     for m in net.modules():  # dropout off: the frameworks draw different masks
@@ -93,8 +98,8 @@ def worker(kind, name, batch):
         return jittor_run(name, batch)
     import torch
 
-    device = "cuda" if kind == "torch-gpu" and torch.cuda.is_available() else "cpu"
-    return torch_run(name, device, batch) | {"device": device}
+    device = "cuda" if kind.startswith("torch-gpu") and torch.cuda.is_available() else "cpu"
+    return torch_run(name, device, batch, fused=kind.endswith("fused")) | {"device": device}
 
 
 def main() -> int:
@@ -109,7 +114,7 @@ def main() -> int:
     report, ok = {"machine": machine(), "cases": {}}, True
     for name in CASES:
         runs = {}
-        for kind in ("torch-cpu", "torch-gpu", "jittor"):
+        for kind in KINDS:
             done = subprocess.run([sys.executable, __file__, "--worker", kind, name,
                                    "--batch", str(args.batch)], capture_output=True, text=True)
             if done.returncode != 0:
@@ -118,7 +123,7 @@ def main() -> int:
             runs[kind] = json.loads(done.stdout.strip().splitlines()[-1])
         ref = runs["torch-cpu"]
         rows = {}
-        for kind in ("torch-gpu", "jittor"):
+        for kind in KINDS[1:]:
             r = runs[kind]
             logits = np.abs(np.subtract(r["logits"], ref["logits"])).max() / \
                 np.abs(ref["logits"]).max()
@@ -130,7 +135,7 @@ def main() -> int:
                             and checks["grad_norm_rel"] < 1e-3 and checks["parts_equal"])
             ok &= checks["ok"]
             rows[kind] = checks
-            print(f"{name:<30} {kind:<10} ({r['device']}): logits {checks['logits_rel']:.1e}  "
+            print(f"{name:<30} {kind:<16} ({r['device']}): logits {checks['logits_rel']:.1e}  "
                   f"loss {checks['loss_rel']:.1e}  grad-norm {checks['grad_norm_rel']:.1e}  "
                   f"parts {'same' if checks['parts_equal'] else 'DIFFER'}  "
                   f"{'ok' if checks['ok'] else 'FAIL'}")

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Prepares the wheels bench/gpu_check.sh installs on a GPU machine without internet, on a machine
+# that reaches the package registries:
+#
+#   bash bench/gpu_wheels.sh [WHEELS_DIR=.whl] [PYTHON_VERSION=3.12]
+#
+# What the GPU image lacks for the checks: jittor (published as source only; its wheel is pure
+# Python, and jittor compiles its C++ and CUDA at run time) and its astunparse. Everything else
+# the checks import (torch, numpy, scipy, pandas, pillow, jinja2, matplotlib, pyyaml, tqdm, six)
+# is in the image. Pure-Python wheels fit any Python; PYTHON_VERSION matters only for a binary
+# one added to EXTRA (pip download's platform flags are set for manylinux x86-64).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WHEELS=${1:-.whl}
+PYTHON_VERSION=${2:-3.12}
+PY=${PYTHON:-.venv/bin/python}
+EXTRA=${EXTRA:-}
+mkdir -p "$WHEELS"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+"$PY" -m pip download -q --disable-pip-version-check --no-deps --no-binary=:all: \
+    -d "$work" jittor==1.3.11.0
+"$PY" -m pip wheel -q --disable-pip-version-check --no-deps -w "$WHEELS" "$work"/jittor-*.tar.gz
+# shellcheck disable=SC2086  (EXTRA is a list of requirements)
+"$PY" -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
+    --python-version "$PYTHON_VERSION" --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+    --platform manylinux2014_x86_64 --platform any \
+    -d "$WHEELS" astunparse==1.6.3 $EXTRA
+ls -l "$WHEELS"
+echo "gpu_wheels: $(ls "$WHEELS"/*.whl | wc -l) wheels in $WHEELS for bench/gpu_check.sh"
