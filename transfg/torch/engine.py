@@ -43,8 +43,9 @@ class Engine:
             self.device = torch.device("cuda", local)
         else:
             self.device = torch.device("cpu")
-        if spec.train.precision != "fp32" and self.device.type != "cuda":
-            raise ValueError(f"precision={spec.train.precision} needs a GPU; use fp32 on the CPU")
+        if spec.train.precision == "fp16" and self.device.type != "cuda":
+            raise ValueError("precision=fp16 needs a GPU (its loss scaling is CUDA's); use bf16 "
+                             "or fp32 on the CPU")
         self.model = VisionTransformer(spec.model)
         self.model.transformer.encoder.checkpointing = spec.train.activation_checkpointing
         use_fused_attention(self.model, spec.train.attention == "fused")
