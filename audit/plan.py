@@ -25,6 +25,9 @@ from transfg.spec import RunSpec, Seeds, TrainConfig, derive_seed
 ID_VERSION = 1
 NOT_IN_ID = ("data_root", "official_checkout", "official_python", "notes", "effective_batch")
 TRAIN_NOT_IN_ID = ("workers", "checkpoint_every", "activation_checkpointing")
+# Options added after run ids were first issued are left out while at their default, so the runs
+# already in a store keep their ids.
+TRAIN_IN_ID_UNLESS = {"attention": "explicit"}
 
 
 class PlanError(ValueError):
@@ -141,7 +144,8 @@ def run_id(spec: RunSpec, fingerprints: Fingerprints = FINGERPRINTS) -> str:
                if f.name not in NOT_IN_ID}
     content["model"] = _as_dict(spec.model)
     content["train"] = {k: v for k, v in _as_dict(spec.train).items()
-                        if k not in TRAIN_NOT_IN_ID}
+                        if k not in TRAIN_NOT_IN_ID
+                        and not (k in TRAIN_IN_ID_UNLESS and TRAIN_IN_ID_UNLESS[k] == v)}
     content["seeds"] = dataclasses.asdict(spec.seeds)
     content["data_fingerprint"] = fingerprints.of_data(spec.dataset, spec.data_root, spec.subset)
     content["weights_sha256"] = fingerprints.of_weights(spec.weights) if spec.weights else None

@@ -3,7 +3,9 @@ matrix with no run executed twice and the results of an uninterrupted run; two r
 store execute each run once; the Slurm executor's code path through submitit's local executor,
 including a job killed and resubmitted; plan, status and run ids."""
 
+import dataclasses
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -251,6 +253,22 @@ def test_run_ids_depend_on_what_changes_results_only(tmp_path, protocol):
     changed.write_text(PROTOCOL.replace("warmup_steps = 6", "warmup_steps = 5"))
     assert not {r.run_id for r in plan(load(changed), Inputs(smoke=True))} & \
         {r.run_id for r in base}
+
+
+def test_run_ids_of_the_default_protocol_stay_those_of_its_example_report():
+    """A store's finished runs keep counting across versions: the default protocol's ids are the
+    ones recorded in reports/examples/default.json (options added since, such as
+    train.attention, stay out of the id at their default), and a non-default value changes
+    them."""
+    root = Path(__file__).parents[2]
+    recorded = set(re.findall(r'"run_id": "(r1-[0-9a-f]{16})"',
+                              (root / "reports/examples/default.json").read_text()))
+    default = load(root / "protocols/default.toml")
+    assert {r.run_id for r in plan(default)} == recorded
+    fused = dataclasses.replace(default, arms={
+        name: dataclasses.replace(arm, train=dataclasses.replace(arm.train, attention="fused"))
+        for name, arm in default.arms.items()})
+    assert not {r.run_id for r in plan(fused)} & recorded
 
 
 def test_unknown_subset_names_are_refused(protocol, capsys):
