@@ -3,10 +3,11 @@
 #
 #   bash bench/gpu_check.sh [WHEELS_DIR=.whl] [OUT_DIR=gpu-check]
 #
-# 1. installs the wheels in WHEELS_DIR (prepared beforehand where the registries are reachable:
-#    jittor and what the GPU image lacks; see README, "Performance") into /tmp/site;
-# 2. parity on the GPU: PyTorch and Jittor on the device against PyTorch on the CPU, tiny
-#    configs and ViT-B/16 at 448 px overlap (bench/gpu_parity.py);
+# 1. installs the wheels in WHEELS_DIR (prepared beforehand where the registries are reachable,
+#    by bench/gpu_wheels.sh: jittor and what the GPU image lacks) into /tmp/site;
+# 2. parity on the GPU: PyTorch (explicit and fused attention) and Jittor on the device against
+#    PyTorch on the CPU, tiny configs and ViT-B/16 at 448 px overlap (bench/gpu_parity.py;
+#    PARITY_ARGS, e.g. "--cases tiny-transfg-overlap", narrows it);
 # 3. the performance suite at the paper's size (bench/suite.py; SUITE_ARGS overrides);
 # 4. a short end-to-end audit: the default protocol, seeds 0 and 1, both frameworks, and its
 #    report.
@@ -17,6 +18,7 @@ WHEELS=${1:-.whl}
 OUT=${2:-gpu-check}
 PY=${PYTHON:-python3}
 SUITE_ARGS=${SUITE_ARGS:---preset vit_b16 --image-size 448 --batch 16 --steps 10}
+PARITY_ARGS=${PARITY_ARGS:-}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 if compgen -G "$WHEELS/*.whl" >/dev/null; then
@@ -32,8 +34,8 @@ step() {  # step NAME COMMAND...: run, log to OUT/NAME.txt, remember a failure
   echo "== $name"
   "$@" 2>&1 | tee "$OUT/$name.txt" || { echo "gpu_check: $name failed" >&2; status=1; }
 }
-step parity $PY bench/gpu_parity.py --out "$OUT"
-# shellcheck disable=SC2086  (SUITE_ARGS is a list of options)
+# shellcheck disable=SC2086  (PARITY_ARGS and SUITE_ARGS are lists of options)
+step parity $PY bench/gpu_parity.py $PARITY_ARGS --out "$OUT"
 step suite $PY bench/suite.py $SUITE_ARGS --results "$OUT"
 step audit-run $PY -m audit.cli run protocols/default.toml --seeds 0,1 --store "$OUT/runs"
 step audit-report $PY -m audit.cli report protocols/default.toml --store "$OUT/runs" \

@@ -106,13 +106,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, help="folder for gpu-parity.json")
     parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--cases", default=",".join(CASES),
+                        help=f"comma-separated, from: {', '.join(CASES)}")
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args.worker[0], args.worker[1], args.batch)))
         return 0
+    cases = args.cases.split(",")
+    unknown = sorted(set(cases) - set(CASES))
+    if unknown:
+        parser.error(f"--cases: unknown {', '.join(unknown)}; allowed: {', '.join(CASES)}")
     report, ok = {"machine": machine(), "cases": {}}, True
-    for name in CASES:
+    for name in cases:
         runs = {}
         for kind in KINDS:
             done = subprocess.run([sys.executable, __file__, "--worker", kind, name,

@@ -2,9 +2,12 @@
 themselves are recorded in bench/results/, never asserted here)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 BENCH = Path(__file__).parents[2] / "bench"
 
@@ -84,3 +87,21 @@ def test_training_overhead_benchmark_reads_the_loop_clock(tmp_path):
     assert set(torch_result["shares"]) == {"data", "checkpoint", "other"}
     assert 0 < torch_result["overhead_share"] < 1
     assert torch_result["loop_seconds"]["update"] > 0 and "| torch |" in out
+
+
+@pytest.mark.slow
+def test_the_gpu_check_runs_end_to_end_without_a_gpu(tmp_path):
+    """bench/gpu_check.sh as far as a CPU takes it (tiny sizes): parity, the suite, a short
+    audit and its report, all written into its output folder, exit status 0."""
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    env = {**os.environ, "PYTHON": sys.executable, "PARITY_ARGS": "--cases tiny-transfg-overlap",
+           "SUITE_ARGS": "--preset tiny --image-size 64 --batch 2 --steps 1 --frameworks torch"}
+    done = subprocess.run(["bash", str(BENCH / "gpu_check.sh"), str(wheels), str(tmp_path / "out")],
+                          capture_output=True, text=True, env=env, timeout=1800)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = tmp_path / "out"
+    parity = json.loads((out / "gpu-parity.json").read_text())
+    assert all(row["ok"] for row in parity["cases"]["tiny-transfg-overlap"].values())
+    assert (out / "suite-tiny-64px-b2-cpu.json").exists()
+    assert (out / "report" / "default.html").exists() and (out / "report" / "default.json").exists()
