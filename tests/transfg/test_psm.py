@@ -131,3 +131,19 @@ def test_vit_with_fused_attention_skips_maps_nobody_reads():
     fused.transformer.encoder.return_attention = False
     _, out = fused(torch.randn(2, 3, 64, 64))
     assert out["attn_weights"] == [None] * 4
+
+
+def test_fused_attention_with_activation_checkpointing_keeps_picks_and_gradients():
+    """The two memory options together: recomputed blocks hand the PSM deferred maps too."""
+    from transfg.config import tiny
+    explicit, fused = fused_pair(tiny(image_size=96, hidden_size=64, num_heads=4), seed=5)
+    fused.transformer.encoder.checkpointing = True
+    x = torch.randn(3, 3, 96, 96, generator=torch.Generator().manual_seed(6))
+    outputs = []
+    for model in (explicit, fused):
+        logits, out = model(x)
+        logits.square().sum().backward()
+        outputs.append((out["part_inx"], {n: p.grad for n, p in model.named_parameters()}))
+    assert torch.equal(outputs[0][0], outputs[1][0])
+    for name, grad in outputs[0][1].items():
+        torch.testing.assert_close(outputs[1][1][name], grad, rtol=1e-4, atol=1e-6, msg=name)
