@@ -145,5 +145,5 @@ def test_fused_attention_with_activation_checkpointing_keeps_picks_and_gradients
         logits.square().sum().backward()
         outputs.append((out["part_inx"], {n: p.grad for n, p in model.named_parameters()}))
     assert torch.equal(outputs[0][0], outputs[1][0])
-    for name, grad in outputs[0][1].items():
-        torch.testing.assert_close(outputs[1][1][name], grad, rtol=1e-4, atol=1e-6, msg=name)
+    for name, grad in outputs[0][1].items():  # gradients up to ~5 here: atol 1e-5 is 2e-6 of it
+        torch.testing.assert_close(outputs[1][1][name], grad, rtol=1e-4, atol=1e-5, msg=name)
