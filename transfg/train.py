@@ -19,7 +19,6 @@ import argparse
 import contextlib
 import logging
 import math
-import os
 import sys
 import time
 import traceback
@@ -29,6 +28,7 @@ import numpy as np
 
 from transfg.data.pipeline import EvalView, RunView, make_transforms
 from transfg.data.readers import dataset_spec, read_split
+from transfg.launch import die_with_parent, launcher_rank
 from transfg.run_files import (
     MetricsLog,
     read_json,
@@ -272,22 +272,16 @@ def run(run_dir: Path) -> dict:
     return train(run_dir)
 
 
-def launcher_rank() -> int:
-    """This process's rank as its launcher set it: torchrun (RANK), Open MPI's or MPICH's
-    mpirun (OMPI_COMM_WORLD_RANK, PMI_RANK); 0 for a single process."""
-    for name in ("RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK"):
-        if name in os.environ:
-            return int(os.environ[name])
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m transfg.train", description=__doc__
                                      .split("\n\n")[0])
     parser.add_argument("run_dir", type=Path)
     args = parser.parse_args(argv)
     run_dir = args.run_dir
-    if launcher_rank() != 0:  # another process of a multi-device run
+    rank = launcher_rank()
+    if rank is not None:  # one of a launcher's processes: never outlive the launcher
+        die_with_parent()
+    if rank not in (None, 0):  # another process of a multi-device run
         train(run_dir)
         return 0
     handler = logging.FileHandler(run_dir / "log.txt")

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -14,16 +12,8 @@ from pathlib import Path
 
 from audit import provenance
 from audit.store import Store
+from transfg.launch import die_with_parent
 from transfg.run_files import read_json
-
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):  # not Linux: the claim still keeps the run exclusive
-        pass
 
 
 def train_command(spec: dict, run_dir: Path) -> list[str]:
@@ -88,7 +78,7 @@ def execute(store: Store, run_id: str, spec: dict, fingerprints: dict, *, owner:
         with open(folder / "output.txt", "ab") as output:
             process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL, pass_fds=(claim.fd,),
-                                       preexec_fn=_die_with_parent,
+                                       preexec_fn=die_with_parent,
                                        env={**os.environ, **launcher_env(), **(env or {})})
             try:
                 code = process.wait()

@@ -6,6 +6,7 @@ including a job killed and resubmitted; plan, status and run ids."""
 import dataclasses
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -276,3 +277,80 @@ def test_unknown_subset_names_are_refused(protocol, capsys):
     assert "--arms transfgg: not in" in capsys.readouterr().err
     assert main(["plan", str(protocol), "--seeds", "7"]) == 2
     assert "--seeds [7]" in capsys.readouterr().err
+
+
+def one_run_per_framework(text: str) -> str:
+    """A protocol text with its transfg arm and seed 0 only."""
+    return (text.replace("seeds = [0, 1]", "seeds = [0]")
+            .replace('[arms.vit]\nmodel = { variant = "vit", contrastive = false }\n', ""))
+
+
+@pytest.mark.skipif(shutil.which("mpirun") is None,
+                    reason="mpirun not installed (bash .ci/setup installs Open MPI)")
+def test_runs_on_two_devices_go_through_each_frameworks_launcher(tmp_path):
+    """devices = 2: the runner starts PyTorch runs through torchrun and Jittor runs through
+    mpirun (on the CPU here), and both finish with the effective batch of two devices."""
+    path = tmp_path / "two-devices.toml"
+    path.write_text(one_run_per_framework(
+        PROTOCOL.replace('frameworks = ["torch"]', 'frameworks = ["torch", "jittor"]\ndevices = 2')
+        .replace("steps = 60\ntrain = 160\ntest = 128", "steps = 6\ntrain = 96\ntest = 40")))
+    done = audit("run", path, "--smoke", "--store", tmp_path / "runs")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    runs = {r.framework: r.run_id for r in plan(load(path), Inputs(smoke=True))}
+    for framework, run_id in runs.items():
+        folder = tmp_path / "runs" / run_id
+        assert read_json(folder / "result.json")["effective_batch"] == 32, framework
+        command = read_json(folder / "provenance.json")["attempts"][0]["command"]
+        launcher = "torch.distributed.run" if framework == "torch" else "mpirun"
+        assert launcher in command, (framework, command)
+        with np.load(folder / "eval-6.npz") as data:
+            assert list(data["index"]) == list(range(40))  # every test image once
+
+
+KILL_MULTI_DEVICE_RUNNER = """
+import json, signal, subprocess, sys, time
+from pathlib import Path
+from audit.store import Store
+protocol, store = sys.argv[1], Path(sys.argv[2])
+runner = subprocess.Popen([sys.executable, "-m", "audit.cli", "run", protocol, "--smoke",
+                           "--store", str(store)], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+deadline = time.monotonic() + 600
+while not list(store.glob("*/checkpoints/last.npz")) and time.monotonic() < deadline:
+    time.sleep(0.02)
+runner.send_signal(signal.SIGKILL)
+runner.wait()
+finished_at_kill = bool(list(store.glob("*/result.json")))
+s = Store(store)
+deadline = time.monotonic() + 60  # the launcher dies with the runner, its processes with it
+while any(s.is_claimed(r) for r in s.run_ids()) and time.monotonic() < deadline:
+    time.sleep(0.05)
+time.sleep(1)
+left = subprocess.run(["pgrep", "-f", "transfg.train " + str(store)], capture_output=True,
+                      text=True).stdout.split()
+print(json.dumps({"finished_at_kill": finished_at_kill, "left": left,
+                  "claimed_after": [r for r in s.run_ids() if s.is_claimed(r)]}))
+"""
+
+
+@pytest.mark.skipif(shutil.which("mpirun") is None,
+                    reason="mpirun not installed (bash .ci/setup installs Open MPI)")
+def test_a_killed_runner_takes_its_mpi_processes_down_and_the_run_resumes(tmp_path):
+    """SIGKILL of `audit run` during a 2-process Jittor run: mpirun dies with the runner and its
+    processes with mpirun (none goes on writing, the claim is free), and the next `audit run`
+    resumes from the checkpoint: every update in the metrics once."""
+    path = tmp_path / "mpi.toml"
+    path.write_text(one_run_per_framework(
+        PROTOCOL.replace('frameworks = ["torch"]', 'frameworks = ["jittor"]\ndevices = 2')
+        .replace("checkpoint_every = 20", "checkpoint_every = 10")))
+    store = tmp_path / "runs"
+    killed = subprocess.run([sys.executable, "-c", KILL_MULTI_DEVICE_RUNNER, str(path),
+                             str(store)], capture_output=True, text=True, timeout=900)
+    state = json.loads(killed.stdout.strip().splitlines()[-1])
+    assert not state["finished_at_kill"] and state["left"] == [] and state["claimed_after"] == []
+    again = audit("run", path, "--smoke", "--store", store)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    [run_id] = [r.run_id for r in plan(load(path), Inputs(smoke=True))]
+    steps = [r["step"] for r in read_metrics(store / run_id / "metrics.jsonl")]
+    assert steps == list(range(1, 61))
+    assert_files_intact(store / run_id, finished=True)
