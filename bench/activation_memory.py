@@ -3,13 +3,14 @@ predicts for the paper's batch on one GPU.
 
 For TransFG and ViT, explicit and fused attention (TrainConfig.attention), it runs one forward
 pass and the loss on synthetic data under `torch.autograd.graph.saved_tensors_hooks` and adds up
-the distinct storages autograd keeps for the backward pass (parameters excluded), plus what the
-Part Selection Module needs beside them (with explicit attention its maps are the same storages
-autograd keeps; with fused attention the q and k its deferred maps keep, and the one T x T map
-it forms at a time). These bytes scale linearly with the batch, so a run at
-batch b on the CPU predicts batch 16: activations x 16 / b, plus the model state (weights,
-gradients, momentum: 3 x parameters x 4 bytes). A GPU's real peak adds kernels' workspace and
-the allocator's slack: `bench/suite.py` measures that on a GPU.
+the distinct storages autograd keeps for the backward pass (parameters, and under autocast their
+low-precision copies, counted apart), plus what the Part Selection Module needs beside them (with
+explicit attention its maps are the same storages autograd keeps; with fused attention the q and
+k its deferred maps keep, and the two T x T arrays it holds while forming one map: the scores and
+their softmax). These bytes scale linearly with the batch, so a run at batch b on the CPU
+predicts batch 16: activations x 16 / b, plus the model state (weights, gradients, momentum:
+3 x parameters x 4 bytes, and autocast's weight copies). A GPU's real peak adds kernels'
+workspace and the allocator's slack: `bench/suite.py` measures that on a GPU.
 
     .venv/bin/python bench/activation_memory.py [--preset vit_b16] [--image-size 448] [--batch 1]
 """
@@ -30,14 +31,14 @@ from transfg.torch import losses, model
 from transfg.torch.weights import load_state
 from transfg.weights import init_state
 
-GIB = 2**30
+GIB, MIB = 2**30, 2**20
 
 
 def forward_bytes(config, batch: int, attention: str, precision: str) -> dict[str, float]:
     """{"saved": bytes autograd keeps, "held": the most held at once in the forward pass,
     "params": bytes of the parameters}. Held: the saved bytes, the maps kept for the Part
     Selection Module (explicit: the same storages; fused: the q and k its DeferredMaps keep, and
-    the one map the PSM forms at a time)."""
+    the scores and softmax of the one map the PSM forms at a time)."""
     net = model.VisionTransformer(config)
     model.use_fused_attention(net, attention == "fused")
     if config.variant == "vit":
@@ -45,12 +46,16 @@ def forward_bytes(config, batch: int, attention: str, precision: str) -> dict[st
     load_state(net, init_state(config, np.random.default_rng(0)))
     net.train()
     params = {p.untyped_storage().data_ptr() for p in net.parameters()}
+    shapes = {tuple(p.shape) for p in net.parameters() if p.dim() > 1}
     saved: dict[int, int] = {}
+    cast_weights: dict[int, int] = {}  # autocast's per-step copies: they do not grow with batch
 
     def pack(tensor):
         storage = tensor.untyped_storage()
-        if storage.data_ptr() not in params:
-            saved[storage.data_ptr()] = storage.nbytes()
+        if storage.data_ptr() in params:
+            return tensor
+        copy = tensor.dtype != torch.float32 and tuple(tensor.shape) in shapes
+        (cast_weights if copy else saved)[storage.data_ptr()] = storage.nbytes()
         return tensor
 
     rng = np.random.default_rng(1)
@@ -67,13 +72,14 @@ def forward_bytes(config, batch: int, attention: str, precision: str) -> dict[st
         if isinstance(weights, model.DeferredMap):  # q and k kept; one map at a time in the PSM
             tensors = [weights.q, weights.k]
             b, h, t, _ = weights.q.shape
-            transient = b * h * t * t * weights.q.element_size()
+            transient = 2 * b * h * t * t * weights.q.element_size()  # scores and softmax
         else:
             tensors = [] if weights is None else [weights]
         for tensor in tensors:
             held[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
     return {"saved": sum(saved.values()), "held": sum(held.values()) + transient,
-            "params": sum(p.numel() * 4 for p in net.parameters())}
+            "params": sum(p.numel() * 4 for p in net.parameters()),
+            "cast_weights": sum(cast_weights.values())}
 
 
 def main() -> None:
@@ -97,7 +103,8 @@ def main() -> None:
         scale = args.target_batch / args.batch
         results[f"{variant}/{split}/{attention}"] = {
             **counted, "tokens": config.num_tokens,
-            "predicted_gib": (counted["held"] * scale + 3 * counted["params"]) / GIB}
+            "predicted_gib": (counted["held"] * scale + 3 * counted["params"]
+                              + counted["cast_weights"]) / GIB}
         print(f"{variant}/{split}/{attention}: {counted['held'] / GIB:.2f} GiB held at batch "
               f"{args.batch}", file=sys.stderr)
     ratios = {}
@@ -114,10 +121,10 @@ def main() -> None:
         f"preset {args.preset}, {args.image_size} px, {args.precision}, counted at batch "
         f"{args.batch}, predicted for batch {args.target_batch} per device (activations x "
         f"{args.target_batch}/{args.batch} + weights, gradients and momentum in fp32)\n",
-        "| model/split/attention | tokens | saved for backward GiB | most held in forward GiB"
+        "| model/split/attention | tokens | saved for backward MiB | most held in forward MiB"
         f" | predicted batch {args.target_batch} GiB |", "|---|---|---|---|---|",
-        *(f"| {key} | {r['tokens']} | {r['saved'] / GIB:.3f} | {r['held'] / GIB:.3f} | "
-          f"{r['predicted_gib']:.1f} |" for key, r in results.items()),
+        *(f"| {key} | {r['tokens']} | {r['saved'] / MIB:.1f} | {r['held'] / MIB:.1f} | "
+          f"{r['predicted_gib']:.2f} |" for key, r in results.items()),
         "", "| ratio (most held in forward) | value |", "|---|---|",
         *(f"| {name} | {value:.2f} |" for name, value in ratios.items())])
     print(table)

@@ -13,12 +13,15 @@
 #    report.
 # Everything lands in OUT_DIR; the exit status is non-zero when a step failed.
 set -uo pipefail
+absolute() { case $1 in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }  # from the caller's folder
+WHEELS=$(absolute "${1:-$(dirname "$0")/../.whl}")
+OUT=$(absolute "${2:-$(dirname "$0")/../gpu-check}")
 cd "$(dirname "$0")/.."
-WHEELS=${1:-.whl}
-OUT=${2:-gpu-check}
 PY=${PYTHON:-python3}
-SUITE_ARGS=${SUITE_ARGS:---preset vit_b16 --image-size 448 --batch 16 --steps 10}
+SUITE_ARGS=${SUITE_ARGS---preset vit_b16 --image-size 448 --batch 16 --steps 10}
 PARITY_ARGS=${PARITY_ARGS:-}
+read -ra suite_args <<< "$SUITE_ARGS"    # split into words, never expanded as file patterns
+read -ra parity_args <<< "$PARITY_ARGS"
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 if compgen -G "$WHEELS/*.whl" >/dev/null; then
@@ -34,9 +37,8 @@ step() {  # step NAME COMMAND...: run, log to OUT/NAME.txt, remember a failure
   echo "== $name"
   "$@" 2>&1 | tee "$OUT/$name.txt" || { echo "gpu_check: $name failed" >&2; status=1; }
 }
-# shellcheck disable=SC2086  (PARITY_ARGS and SUITE_ARGS are lists of options)
-step parity $PY bench/gpu_parity.py $PARITY_ARGS --out "$OUT"
-step suite $PY bench/suite.py $SUITE_ARGS --results "$OUT"
+step parity $PY bench/gpu_parity.py "${parity_args[@]}" --out "$OUT"
+step suite $PY bench/suite.py "${suite_args[@]}" --results "$OUT"
 step audit-run $PY -m audit.cli run protocols/default.toml --seeds 0,1 --store "$OUT/runs"
 step audit-report $PY -m audit.cli report protocols/default.toml --store "$OUT/runs" \
     -o "$OUT/report" --format html,json

@@ -10,22 +10,22 @@
 # is in the image. Pure-Python wheels fit any Python; PYTHON_VERSION matters only for a binary
 # one added to EXTRA (pip download's platform flags are set for manylinux x86-64).
 set -euo pipefail
+WHEELS=${1:-$(dirname "$0")/../.whl}
+case $WHEELS in /*) ;; *) WHEELS=$PWD/$WHEELS ;; esac  # relative to the caller's folder
 cd "$(dirname "$0")/.."
-WHEELS=${1:-.whl}
 PYTHON_VERSION=${2:-3.12}
 PY=${PYTHON:-.venv/bin/python}
-EXTRA=${EXTRA:-}
+read -ra extra <<< "${EXTRA:-}"  # split into words, never expanded as file patterns
 mkdir -p "$WHEELS"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 "$PY" -m pip download -q --disable-pip-version-check --no-deps --no-binary=:all: \
     -d "$work" jittor==1.3.11.0
 "$PY" -m pip wheel -q --disable-pip-version-check --no-deps -w "$WHEELS" "$work"/jittor-*.tar.gz
-# shellcheck disable=SC2086  (EXTRA is a list of requirements)
 "$PY" -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
     --python-version "$PYTHON_VERSION" --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux2014_x86_64 --platform any \
-    -d "$WHEELS" astunparse==1.6.3 $EXTRA
+    -d "$WHEELS" astunparse==1.6.3 "${extra[@]}"
 ls -l "$WHEELS"
 echo "gpu_wheels: $(ls "$WHEELS"/*.whl | wc -l) wheels in $WHEELS for bench/gpu_check.sh"

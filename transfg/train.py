@@ -28,7 +28,7 @@ import numpy as np
 
 from transfg.data.pipeline import EvalView, RunView, make_transforms
 from transfg.data.readers import dataset_spec, read_split
-from transfg.launch import die_with_parent, launcher_rank
+from transfg.launch import die_with_parent, launcher_rank, runner_pid
 from transfg.run_files import (
     MetricsLog,
     read_json,
@@ -111,8 +111,11 @@ def evaluate(spec: RunSpec, engine, samples, transform, run_dir: Path, step: int
         scores.append(np.take_along_axis(probs, top, 1).astype(np.float32))
         labels.append(np.asarray(batch_labels).astype(np.int64))
         indices.append(np.asarray(batch_indices).astype(np.int64))
-    shard = {"index": np.concatenate(indices), "label": np.concatenate(labels),
-             "top5_classes": np.concatenate(classes), "top5_scores": np.concatenate(scores)}
+    k = min(5, spec.model.num_classes)  # (a process may get no test image at all)
+    shard = {"index": np.concatenate([np.zeros(0, np.int64), *indices]),
+             "label": np.concatenate([np.zeros(0, np.int64), *labels]),
+             "top5_classes": np.concatenate([np.zeros((0, k), np.int64), *classes]),
+             "top5_scores": np.concatenate([np.zeros((0, k), np.float32), *scores])}
     shards = engine.gather(shard)
     if engine.rank != 0:
         return float("nan")
@@ -280,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = args.run_dir
     rank = launcher_rank()
     if rank is not None:  # one of a launcher's processes: never outlive the launcher
-        die_with_parent()
+        die_with_parent(grandparent=runner_pid())
     if rank not in (None, 0):  # another process of a multi-device run
         train(run_dir)
         return 0

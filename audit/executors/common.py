@@ -12,7 +12,7 @@ from pathlib import Path
 
 from audit import provenance
 from audit.store import Store
-from transfg.launch import die_with_parent
+from transfg.launch import RUNNER_VARIABLE, die_with_parent
 from transfg.run_files import read_json
 
 
@@ -30,14 +30,20 @@ def train_command(spec: dict, run_dir: Path) -> list[str]:
         raise RuntimeError(f"devices={spec['devices']} with jittor needs mpirun, which is not on "
                            "PATH: install Open MPI (Debian: apt-get install openmpi-bin "
                            "libopenmpi-dev) or use devices=1 with accumulation")
-    return [mpirun, "-np", str(spec["devices"]), *train]
+    # Open MPI binds each process to one core by default (at 2 processes or fewer): a rank's
+    # threads and its loader workers would then share that core.
+    return [mpirun, "-np", str(spec["devices"]), "--bind-to", "none", *train]
 
 
 def launcher_env() -> dict[str, str]:
-    """Open MPI refuses to start as root unless told it may (containers often run as root)."""
-    if os.geteuid() == 0:
-        return {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
-    return {}
+    """What a launcher and its processes need from the runner: this process's pid (so each
+    training process can tell that its launcher is still the one this runner started,
+    transfg/launch.py) and, as root, Open MPI's permission to start (containers often run as
+    root)."""
+    env = {RUNNER_VARIABLE: str(os.getpid())}
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        env |= {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+    return env
 
 
 @dataclass
@@ -54,6 +60,10 @@ def execute(store: Store, run_id: str, spec: dict, fingerprints: dict, *, owner:
     """Run (or resume) one run in its own process, unless it is done, running elsewhere, or
     failed before (retried only with retry_failed). `on_start()` is called once the run is
     claimed and about to start."""
+    try:
+        command = train_command(spec, store.path(run_id))
+    except RuntimeError as error:  # the launcher the run needs is missing: nothing to start
+        return Outcome(run_id, "failed", message=str(error))
     claim = store.claim(run_id, owner)
     if claim is None:
         return Outcome(run_id, "skipped-running", message="claimed by another runner")
@@ -72,7 +82,6 @@ def execute(store: Store, run_id: str, spec: dict, fingerprints: dict, *, owner:
         store.prepare(run_id, spec)
         if on_start is not None:
             on_start()
-        command = train_command(spec, folder)
         provenance.start(folder, spec, command, fingerprints)
         started = time.monotonic()
         with open(folder / "output.txt", "ab") as output:

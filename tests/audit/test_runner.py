@@ -5,6 +5,7 @@ including a job killed and resubmitted; plan, status and run ids."""
 
 import dataclasses
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -326,6 +327,8 @@ deadline = time.monotonic() + 60  # the launcher dies with the runner, its proce
 while any(s.is_claimed(r) for r in s.run_ids()) and time.monotonic() < deadline:
     time.sleep(0.05)
 time.sleep(1)
+# the training processes (their command names the store) and their loader workers (forked
+# from them, with the same command line)
 left = subprocess.run(["pgrep", "-f", "transfg.train " + str(store)], capture_output=True,
                       text=True).stdout.split()
 print(json.dumps({"finished_at_kill": finished_at_kill, "left": left,
@@ -340,9 +343,10 @@ def test_a_killed_runner_takes_its_mpi_processes_down_and_the_run_resumes(tmp_pa
     processes with mpirun (none goes on writing, the claim is free), and the next `audit run`
     resumes from the checkpoint: every update in the metrics once."""
     path = tmp_path / "mpi.toml"
-    path.write_text(one_run_per_framework(
+    path.write_text(one_run_per_framework(  # with a loader worker, which must not outlive it
         PROTOCOL.replace('frameworks = ["torch"]', 'frameworks = ["jittor"]\ndevices = 2')
-        .replace("checkpoint_every = 20", "checkpoint_every = 10")))
+        .replace("checkpoint_every = 20", "checkpoint_every = 10")
+        .replace("workers = 0", "workers = 1")))
     store = tmp_path / "runs"
     killed = subprocess.run([sys.executable, "-c", KILL_MULTI_DEVICE_RUNNER, str(path),
                              str(store)], capture_output=True, text=True, timeout=900)
@@ -354,3 +358,14 @@ def test_a_killed_runner_takes_its_mpi_processes_down_and_the_run_resumes(tmp_pa
     steps = [r["step"] for r in read_metrics(store / run_id / "metrics.jsonl")]
     assert steps == list(range(1, 61))
     assert_files_intact(store / run_id, finished=True)
+
+
+def test_a_multi_device_jittor_run_without_mpirun_fails_with_the_reason(tmp_path):
+    path = tmp_path / "no-mpirun.toml"
+    path.write_text(one_run_per_framework(
+        PROTOCOL.replace('frameworks = ["torch"]', 'frameworks = ["jittor"]\ndevices = 2')))
+    done = audit("run", path, "--smoke", "--store", tmp_path / "runs",
+                 env={**os.environ, "PATH": str(Path(sys.executable).parent)})
+    assert done.returncode == 1
+    assert "needs mpirun, which is not on PATH" in done.stdout + done.stderr
+    assert not list((tmp_path / "runs").glob("r1-*/status.json"))  # nothing was started

@@ -68,15 +68,21 @@ def test_performance_suite_refuses_an_unknown_framework(tmp_path):
 
 
 def test_activation_memory_counts_what_fused_attention_saves(tmp_path):
-    out = run("activation_memory.py", "--preset", "tiny", "--image-size", "64", "--batch", "2",
-              "--results", str(tmp_path))
-    result = json.loads((tmp_path / "activation-memory-tiny-64px-fp32.json").read_text())
-    assert len(result["results"]) == 8 and "| fused_over_explicit/vit/overlap |" in out
-    for r in result["results"].values():
-        assert 0 < r["saved"] <= r["held"] and r["predicted_gib"] > 0
-    # ViT with fused attention keeps no T x T map for the backward pass.
-    vit = result["results"]
-    assert vit["vit/overlap/fused"]["saved"] < vit["vit/overlap/explicit"]["saved"]
+    counts = {}
+    for batch in (1, 2):
+        folder = tmp_path / f"b{batch}"
+        out = run("activation_memory.py", "--preset", "tiny", "--image-size", "64", "--batch",
+                  str(batch), "--results", str(folder))
+        counts[batch] = json.loads((folder / "activation-memory-tiny-64px-fp32.json")
+                                   .read_text())["results"]
+    assert len(counts[1]) == 8 and "| fused_over_explicit/vit/overlap |" in out
+    for key, r in counts[2].items():
+        # Activations only (no parameters): twice the batch holds twice the bytes.
+        assert 1.9 < r["held"] / counts[1][key]["held"] < 2.1, key
+        assert r["predicted_gib"] > 0
+    for variant in ("transfg", "vit"):  # fused attention keeps no T x T map for the backward
+        fused, explicit = (counts[2][f"{variant}/overlap/{a}"] for a in ("fused", "explicit"))
+        assert fused["saved"] < explicit["saved"] and fused["held"] < explicit["held"], variant
 
 
 def test_training_overhead_benchmark_reads_the_loop_clock(tmp_path):

@@ -324,13 +324,14 @@ needs_mpirun = pytest.mark.skipif(shutil.which("mpirun") is None,
 
 @needs_mpirun
 def test_two_process_mpi_jittor_equals_one_process_accumulating_two_micro_batches(tmp_path):
-    """mpirun, Jittor on the CPU: 2 processes x 1 micro-batch of 8 == 1 process x 2 micro-batches
-    of 8, update for update, and the evaluation counts each test image once. Tolerance 1e-6: the
-    all-reduce sums the two gradients in another order than accumulation does."""
-    settings = dict(steps=5, warmup_steps=1, batch_size=8, eval_every=5, checkpoint_every=5)
-    single = make_run(tmp_path / "single", "jittor", accumulation=2, **settings)
+    """mpirun, Jittor on the CPU: 2 processes x 2 micro-batches of 4 == 1 process x 4
+    micro-batches of 4, update for update (each process accumulates its own two, the processes
+    average once), and the evaluation counts each test image once. Tolerance 1e-6: the
+    all-reduce sums the gradients in another order than accumulation does."""
+    settings = dict(steps=5, warmup_steps=1, batch_size=4, eval_every=5, checkpoint_every=5)
+    single = make_run(tmp_path / "single", "jittor", accumulation=4, **settings)
     assert run_process(single).returncode == 0
-    mpi = make_run(tmp_path / "mpi", "jittor", **settings)
+    mpi = make_run(tmp_path / "mpi", "jittor", accumulation=2, **settings)
     data = json.loads((mpi / "spec.json").read_text())
     data["devices"] = 2
     (mpi / "spec.json").write_text(json.dumps(data))

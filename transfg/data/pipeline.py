@@ -124,11 +124,14 @@ class RunView(Sequence):
             raise ValueError(f"updates {first} to {last}: need 0 <= first <= last")
         self.first, self.last = first, last
         self.per_update = batch * accumulation  # this device's images per update
-        self.epoch_view = lambda epoch: TrainView(
-            samples, transform, epoch=epoch, order_seed=order_seed, augment_seed=augment_seed,
-            batch=batch, accumulation=accumulation, world=world, rank=rank, order=order,
-            loader=loader)
+        self.samples, self.transform = samples, transform
+        self.settings = dict(order_seed=order_seed, augment_seed=augment_seed, batch=batch,
+                             accumulation=accumulation, world=world, rank=rank, order=order,
+                             loader=loader)
         self.cached: tuple[int, TrainView] | None = None  # each worker process keeps its own
+
+    def epoch_view(self, epoch: int) -> TrainView:
+        return TrainView(self.samples, self.transform, epoch=epoch, **self.settings)
 
     def __len__(self) -> int:
         return (self.last - self.first) * self.per_update

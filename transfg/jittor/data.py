@@ -14,9 +14,8 @@ class ViewDataset(Dataset):
     Vars, in the view's order (no jittor shuffling: the order is the view's)."""
 
     def __init__(self, view: Sequence, batch: int, workers: int = 0, *, drop_last: bool):
-        image = view[0][0]
         # Each worker's shared ring buffer must hold a few batches.
-        buffer = max(64 << 20, 4 * batch * image.nbytes)
+        buffer = max(64 << 20, 4 * batch * view[0][0].nbytes) if len(view) else 64 << 20
         super().__init__(batch_size=batch, shuffle=False, drop_last=drop_last,
                          num_workers=workers, buffer_size=buffer)
         self.view = view

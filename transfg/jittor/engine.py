@@ -67,8 +67,10 @@ class Engine:
 
     def seed(self, seed: int) -> None:
         # jittor keeps its seed as a signed 32-bit int and its Dataset workers reseed numpy from
-        # it: a seed >= 2**31 comes back negative and kills every loader worker.
-        jt.set_global_seed(seed % 2**31)
+        # it: a seed >= 2**31 comes back negative and kills every loader worker. Under MPI every
+        # process takes the same seed (jittor would add rank * 2591), as in the PyTorch engine
+        # and the official code.
+        jt.set_global_seed(seed % 2**31, different_seed_for_mpi=False)
 
     def train_step(self, micro_batches: Sequence, lr: float) -> dict[str, float]:
         self.optimizer.lr = lr
@@ -84,8 +86,15 @@ class Engine:
                     totals[name] += float(parts[name].item()) / len(micro_batches)
         grads = [g for group in self.optimizer.param_groups for g in group["grads"]]
         if self.world > 1:  # the mean gradient, and the mean losses, over the processes
+            # One collective for all gradients, run before the next: MPI pairs collectives by
+            # the order each process calls them, and jittor's lazy graph fixes no order among
+            # independent ones.
+            flat = jt.concat([g.flatten() for g in grads]).mpi_all_reduce("mean")
+            flat.sync()
+            start = 0
             for g in grads:
-                g.update(g.mpi_all_reduce("mean"))
+                g.update(flat[start:start + g.numel()].reshape(g.shape))
+                start += g.numel()
             values = jt.array(np.array(list(totals.values()), np.float32)).mpi_all_reduce("mean")
             totals = dict(zip(totals, map(float, values.numpy()), strict=True))
         # Clipped here rather than by optimizer.clip_grad_norm, which computes the same norm but

@@ -30,9 +30,10 @@ class DeferredMap:
         self.q, self.k = q.detach(), k.detach()
 
     def probabilities(self, queries: slice = slice(None)) -> torch.Tensor:
+        """At most two maps alive at once (the scores, divided in place, and the softmax)."""
         with torch.no_grad():
             scores = self.q[:, :, queries] @ self.k.transpose(-1, -2)
-            return (scores / math.sqrt(self.q.shape[-1])).softmax(dim=-1)
+            return scores.div_(math.sqrt(self.q.shape[-1])).softmax(dim=-1)
 
     def cls_row(self) -> torch.Tensor:
         return self.probabilities(slice(0, 1))  # (B, H, 1, T)
@@ -53,6 +54,10 @@ class Attention(nn.Module):
       keep no T x T map for the backward pass); the probabilities come back as a DeferredMap
       (formed without gradient when the Part Selection Module reads them; it needs no gradient
       through them), or None when `need_weights` is off.
+    Memory notes: on the CPU, fused attention with attention dropout > 0 falls back to PyTorch's
+    math kernel, which does keep the map (the official rate, and ours, is 0); with activation
+    checkpointing each DeferredMap keeps its block's q and k (2 x B x T x D) until the forward
+    pass ends, where checkpointing alone would have recomputed them.
     """
 
     fused = False
