@@ -138,12 +138,16 @@ def test_fused_attention_with_activation_checkpointing_keeps_picks_and_gradients
     from transfg.config import tiny
     explicit, fused = fused_pair(tiny(image_size=96, hidden_size=64, num_heads=4), seed=5)
     fused.transformer.encoder.checkpointing = True
+    calls = []
+    fused.transformer.encoder.layer[0].register_forward_pre_hook(lambda *_: calls.append(1))
     x = torch.randn(3, 3, 96, 96, generator=torch.Generator().manual_seed(6))
     outputs = []
     for model in (explicit, fused):
         logits, out = model(x)
         logits.square().sum().backward()
         outputs.append((out["part_inx"], {n: p.grad for n, p in model.named_parameters()}))
+    assert len(calls) == 2  # the block ran again in the backward pass (stopping early)
+    assert all(isinstance(m, tm.DeferredMap) for m in out["attn_weights"])
     assert torch.equal(outputs[0][0], outputs[1][0])
     for name, grad in outputs[0][1].items():  # gradients up to ~5 here: atol 1e-5 is 2e-6 of it
         torch.testing.assert_close(outputs[1][1][name], grad, rtol=1e-4, atol=1e-5, msg=name)
