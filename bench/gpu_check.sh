@@ -12,6 +12,9 @@
 # 4. a short end-to-end audit: the default protocol, seeds 0 and 1, both frameworks, and its
 #    report.
 # Everything lands in OUT_DIR; the exit status is non-zero when a step failed.
+# Sizing: at the paper's size the suite is 24 processes, and Jittor compiles its CUDA kernels on
+# first use; for a short lease narrow it, e.g.
+#   SUITE_ARGS="--preset vit_b16 --image-size 448 --batch 16 --steps 5 --frameworks torch-fused,jittor"
 set -uo pipefail
 absolute() { case $1 in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }  # from the caller's folder
 WHEELS=$(absolute "${1:-$(dirname "$0")/../.whl}")
