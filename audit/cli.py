@@ -173,15 +173,23 @@ def validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def demo_command(args: argparse.Namespace) -> int:
-    from audit.demo.app import serve
+def load_bundle(args: argparse.Namespace):
+    """The checkpoint of `audit explain` or `audit demo`, or None after printing why not."""
     from audit.explain import ExplainError, load
-    from transfg.data.readers import DatasetError, read_split
 
     try:
-        bundle = load(args.checkpoint, args.dataset, args.data_root)
+        return load(args.checkpoint, args.dataset, args.data_root)
     except ExplainError as error:
         print(f"error: {error}", file=sys.stderr)
+        return None
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    from audit.demo.app import serve
+    from transfg.data.readers import DatasetError, read_split
+
+    bundle = load_bundle(args)
+    if bundle is None:
         return 2
     samples = None
     if bundle.data_root and bundle.dataset:
@@ -197,12 +205,10 @@ def explain_command(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from audit.explain import ExplainError, draw_boxes, draw_heatmap, explain, load, open_image
+    from audit.explain import ExplainError, draw_boxes, draw_heatmap, explain, open_image
 
-    try:
-        bundle = load(args.checkpoint, args.dataset, args.data_root)
-    except ExplainError as error:
-        print(f"error: {error}", file=sys.stderr)
+    bundle = load_bundle(args)
+    if bundle is None:
         return 2
     out = Path(args.output)
     results, failed = [], 0

@@ -124,25 +124,20 @@ def check_pdf() -> Check:
     return Check("pdf", "ok", f"WeasyPrint {weasyprint.__version__} renders PDF")
 
 
-def check_pdftoppm() -> Check:
-    path = shutil.which("pdftoppm")
-    if path is None:
-        return Check("pdftoppm", "warn", "missing (Debian's poppler-utils): PDF pages cannot be "
-                                         "checked as images")
-    return Check("pdftoppm", "ok", path)
-
-
-def check_mpirun() -> Check:
-    path = shutil.which("mpirun")
-    if path is None:
-        return Check("mpirun", "warn", "missing (Debian's openmpi-bin, libopenmpi-dev): Jittor "
-                                       "runs on several devices cannot start")
-    return Check("mpirun", "ok", path)
+def check_program(name: str, package: str, without: str) -> Check:
+    """An optional program on PATH; `without` says what cannot be done without it."""
+    path = shutil.which(name)
+    return Check(name, "ok", path) if path else Check(name, "warn",
+                                                      f"missing ({package}): {without}")
 
 
 def run_checks(probe=run_probe) -> list[Check]:
     return [check_python(), check_torch(probe), check_jittor(probe), check_cpu(), check_gpu(),
-            check_pdf(), check_pdftoppm(), check_mpirun()]
+            check_pdf(),
+            check_program("pdftoppm", "Debian's poppler-utils",
+                          "PDF pages cannot be checked as images"),
+            check_program("mpirun", "Debian's openmpi-bin, libopenmpi-dev",
+                          "Jittor runs on several devices cannot start")]
 
 
 def main(as_json: bool = False, probe=run_probe) -> int:

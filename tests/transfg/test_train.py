@@ -21,11 +21,11 @@ from transfg.train import main
 from transfg.weights import load_checkpoint
 
 
-def make_run(folder, framework="torch", seed=0, **train):
+def make_run(folder, framework="torch", seed=0, model=None, subset=None, **train):
     settings = dict(steps=200, warmup_steps=20, learning_rate=0.03, batch_size=16,
                     eval_every=100, checkpoint_every=100, workers=0, eval_batch_size=64)
-    spec = RunSpec(framework, tiny(), TrainConfig(**(settings | train)), "digits", str(DIGITS),
-                   Seeds.from_seed(seed))
+    spec = RunSpec(framework, model or tiny(), TrainConfig(**(settings | train)), "digits",
+                   str(DIGITS), Seeds.from_seed(seed), subset=subset)
     folder.mkdir(parents=True)
     (folder / "spec.json").write_text(json.dumps(spec.to_dict()))
     return folder
@@ -260,20 +260,19 @@ def test_loader_workers_give_the_same_run(tmp_path, framework):
     assert runs[0] == runs[1]
 
 
+# Six updates of batch 8 on a subset, seed 4: the runs that compare two training options.
+SIX_UPDATES = dict(seed=4, subset={"train": 64, "test": 32}, steps=6, warmup_steps=1,
+                   eval_every=6, checkpoint_every=6, batch_size=8)
+
+
 def test_activation_checkpointing_changes_nothing_but_memory(tmp_path):
     """PyTorch with activation checkpointing: the same losses and weights, bit for bit (dropout
     on, so its random state must be replayed in the recomputation)."""
     runs = {}
     for on in (False, True):
-        folder = tmp_path / f"checkpointing-{on}"
-        folder.mkdir()
-        spec = RunSpec("torch", tiny(dropout_rate=0.1), TrainConfig(
-            steps=6, warmup_steps=1, eval_every=6, checkpoint_every=6, workers=0,
-            batch_size=8, eval_batch_size=64, activation_checkpointing=on),
-            "digits", str(DIGITS), Seeds.from_seed(4), subset={"train": 64, "test": 32})
-        (folder / "spec.json").write_text(json.dumps(spec.to_dict()))
-        assert main([str(folder)]) == 0
-        runs[on] = folder
+        runs[on] = make_run(tmp_path / f"checkpointing-{on}", model=tiny(dropout_rate=0.1),
+                            activation_checkpointing=on, **SIX_UPDATES)
+        assert main([str(runs[on])]) == 0
     assert [r["loss"] for r in read_metrics(runs[False] / "metrics.jsonl")] == \
         [r["loss"] for r in read_metrics(runs[True] / "metrics.jsonl")]
     off, _, _ = load_checkpoint(runs[False] / "checkpoints" / "last.npz")
@@ -294,15 +293,8 @@ def test_fused_attention_trains_the_same_model(tmp_path):
     rounding (6 updates of TransFG, whose PSM reads the detached maps)."""
     runs = {}
     for attention in ("explicit", "fused"):
-        folder = tmp_path / attention
-        folder.mkdir()
-        spec = RunSpec("torch", tiny(), TrainConfig(
-            steps=6, warmup_steps=1, eval_every=6, checkpoint_every=6, workers=0,
-            batch_size=8, eval_batch_size=64, attention=attention),
-            "digits", str(DIGITS), Seeds.from_seed(4), subset={"train": 64, "test": 32})
-        (folder / "spec.json").write_text(json.dumps(spec.to_dict()))
-        assert main([str(folder)]) == 0
-        runs[attention] = folder
+        runs[attention] = make_run(tmp_path / attention, attention=attention, **SIX_UPDATES)
+        assert main([str(runs[attention])]) == 0
     losses = {a: [r["loss"] for r in read_metrics(runs[a] / "metrics.jsonl")] for a in runs}
     np.testing.assert_allclose(losses["fused"], losses["explicit"], rtol=1e-5)
     explicit, _, _ = load_checkpoint(runs["explicit"] / "checkpoints" / "last.npz")

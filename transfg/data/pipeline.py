@@ -5,9 +5,9 @@
   uses epoch 0's permutation.
 - Augmentation: sample i in epoch e is transformed with Generator([augment_seed, e, i]), so it is
   the same image whichever worker, process or framework asks for it, and in whatever order.
-- Resume: training step s reads epoch s // steps_per_epoch from position
-  (s % steps_per_epoch) * batch; a view that starts there yields exactly the batches an
-  uninterrupted run would have. A RunView chains the epochs of a whole run for one loader.
+- Resume: update s (0-based) reads epoch s // steps_per_epoch, from update s % steps_per_epoch
+  of it; a RunView (the epochs of a run end to end, for one loader) that starts at update s
+  yields exactly the batches an uninterrupted run would have.
 
 Views are plain sequences of (image (3, C, C) float32, label, index) that each framework's own
 parallel loader wraps (`transfg/torch/data.py`, `transfg/jittor/data.py`).
@@ -69,14 +69,10 @@ class TrainStream:
     def steps_per_epoch(self) -> int:
         return self.n // self.batch
 
-    def position(self, step: int) -> tuple[int, int]:
-        """(epoch, first position in that epoch's order) of training step `step` (0-based)."""
-        return step // self.steps_per_epoch, step % self.steps_per_epoch * self.batch
-
 
 class TrainView(Sequence):
-    """One device's training samples of one epoch, in training order, from position `start` (the
-    first image of an update) to the end of the epoch's whole updates.
+    """One device's training samples of one epoch, in training order, to the end of the epoch's
+    whole updates.
 
     An update reads `batch * accumulation * world` consecutive images of the epoch's order, split
     into micro-batches of `batch`; device `rank` takes micro-batches rank, rank + world, ...
@@ -86,17 +82,14 @@ class TrainView(Sequence):
 
     def __init__(self, samples: Sequence[Sample], transform: TrainTransform, *, epoch: int,
                  order_seed: int, augment_seed: int, batch: int, accumulation: int = 1,
-                 world: int = 1, rank: int = 0, start: int = 0, order: Order = "reshuffle",
+                 world: int = 1, rank: int = 0, order: Order = "reshuffle",
                  loader: Callable = load_rgb):
         per_update = batch * accumulation * world
         stream = TrainStream(len(samples), per_update)
-        if start % per_update:
-            raise ValueError(f"start={start} is not the first image of an update "
-                             f"({per_update} images each)")
         self.samples, self.transform, self.loader = samples, transform, loader
         self.epoch, self.augment_seed = epoch, augment_seed
         end = stream.steps_per_epoch * per_update
-        chunk = epoch_order(len(samples), order_seed, epoch, order)[start:end]
+        chunk = epoch_order(len(samples), order_seed, epoch, order)[:end]
         micro = chunk.reshape(-1, accumulation * world, batch)[:, rank::world]
         self.indices = micro.reshape(-1)
 

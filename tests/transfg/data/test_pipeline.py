@@ -17,9 +17,14 @@ BATCH = 8
 TRANSFORM = TrainTransform(43, 32, autoaugment=True)  # AutoAugment: the most random decisions
 
 
-def view(epoch, start=0, order="reshuffle"):
+def view(epoch, order="reshuffle"):
     return TrainView(SAMPLES, TRANSFORM, epoch=epoch, order_seed=11, augment_seed=12,
-                     batch=BATCH, start=start, order=order)
+                     batch=BATCH, order=order)
+
+
+def run_view(first, last):
+    return RunView(SAMPLES, TRANSFORM, first=first, last=last, order_seed=11, augment_seed=12,
+                   batch=BATCH)
 
 
 def torch_batches(v, workers, drop_last=True):
@@ -62,19 +67,17 @@ def test_both_frameworks_yield_identical_batches(reference, workers):
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_resume_mid_epoch_continues_the_same_sequence(reference, workers):
-    stream = TrainStream(len(SAMPLES), BATCH)
-    epoch, start = stream.position(6)  # step 6 of 4-step epochs: epoch 1, third batch
-    assert (epoch, start) == (1, 16)
-    assert_same(torch_batches(view(epoch, start), workers), reference[1][2:])
-    assert_same(jittor_batches(view(epoch, start), workers), reference[1][2:])
+    assert TrainStream(len(SAMPLES), BATCH).steps_per_epoch == 4
+    resumed = run_view(6, 8)  # update 6 of 4-update epochs: epoch 1, third batch, to its end
+    assert_same(torch_batches(resumed, workers), reference[1][2:])
+    assert_same(jittor_batches(resumed, workers), reference[1][2:])
 
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_one_loader_over_a_whole_run_yields_the_epochs_end_to_end(reference, workers):
     """RunView (one loader, workers started once) = the epochs' TrainViews one after the other,
     also when it starts mid-epoch (a resume) and ends mid-epoch (the run's last update)."""
-    run = RunView(SAMPLES, TRANSFORM, first=2, last=7, order_seed=11, augment_seed=12,
-                  batch=BATCH)
+    run = run_view(2, 7)
     expected = reference[0][2:] + reference[1][:3]
     assert len(run) == 5 * BATCH
     assert_same(torch_batches(run, workers), expected)
