@@ -29,7 +29,8 @@ EXAMPLES = Path(__file__).parents[2] / "reports" / "examples"
 def checkpoint(tmp_path_factory):
     from transfg.train import main as train_main
 
-    run = tmp_path_factory.mktemp("run")
+    run = tmp_path_factory.mktemp("demo") / "run"  # not numbered: the screenshot shows its name
+    run.mkdir()
     spec = RunSpec("torch", tiny(), TrainConfig(steps=4, warmup_steps=1, eval_every=4,
                                                 checkpoint_every=4, workers=0, batch_size=8,
                                                 eval_batch_size=32),
