@@ -14,6 +14,8 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass
 
+from transfg.jittor_env import JittorUnusable, site_env
+
 PROBE_TIMEOUT_S = 1200  # jittor's first import compiles its core: about 2 minutes on 2 cores
 
 TORCH_PROBE = """
@@ -25,14 +27,17 @@ print(json.dumps({"version": torch.__version__, "cuda": cuda,
                               for i in range(torch.cuda.device_count())] if cuda else []}))
 """
 
+# Importing transfg.jittor runs its guards: a numpy Jittor cannot read is refused, and an array's
+# round trip and a matrix product are checked (transfg/jittor_env.py).
 JITTOR_PROBE = """
 import json
+from pathlib import Path
+import numpy as np
 import transfg.jittor as tj
 import jittor as jt
 from jittor import compile_extern
-a = jt.ones((8, 8))
-assert float((a @ a).sum().item()) == 512.0
 print(json.dumps({"version": jt.__version__, "cuda": bool(jt.flags.use_cuda),
+                  "numpy": np.__version__, "numpy_path": str(Path(np.__file__).parent),
                   "onednn": tj.SETUP.onednn, "reason": tj.SETUP.reason,
                   "onednn_active": bool(compile_extern.use_mkl and compile_extern.mkl_ops)}))
 """
@@ -45,11 +50,12 @@ class Check:
     detail: str
 
 
-def run_probe(code: str) -> dict:
-    """Run `code` in a fresh interpreter; its last stdout line is JSON. Raises RuntimeError."""
+def run_probe(code: str, env: dict[str, str] | None = None) -> dict:
+    """Run `code` in a fresh interpreter, with `env` added to this process's environment; its
+    last stdout line is JSON. Raises RuntimeError."""
     try:
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              timeout=PROBE_TIMEOUT_S)
+                              timeout=PROBE_TIMEOUT_S, env={**os.environ, **(env or {})})
     except subprocess.TimeoutExpired:
         raise RuntimeError(f"no answer within {PROBE_TIMEOUT_S} s") from None
     lines = done.stdout.strip().splitlines()
@@ -77,15 +83,20 @@ def check_torch(probe=run_probe) -> Check:
 
 
 def check_jittor(probe=run_probe) -> Check:
+    """Jittor as a training run gets it: in its own process, with TRANSFG_JITTOR_SITE's numpy
+    where that is set, through transfg.jittor's guards."""
     try:
-        info = probe(JITTOR_PROBE)
+        info = probe(JITTOR_PROBE, site_env())
     except RuntimeError as error:
-        return Check("jittor", "fail", f"import failed: {error}")
+        refused = str(error).partition(f"{JittorUnusable.__name__}: ")[2]
+        return Check("jittor", "fail", f"refused: {refused}" if refused
+                     else f"import failed: {error}")
     where = "CUDA" if info["cuda"] else "CPU"
+    detail = (f"{info['version']}, {where}, numpy {info['numpy']} ({info['numpy_path']}; round "
+              "trip and matrix product checked)")
     if info["onednn_active"]:
-        return Check("jittor", "ok",
-                     f"{info['version']}, {where}, oneDNN active ({info['reason']})")
-    return Check("jittor", "warn", f"{info['version']}, {where}, oneDNN inactive: {info['reason']}"
+        return Check("jittor", "ok", f"{detail}, oneDNN active ({info['reason']})")
+    return Check("jittor", "warn", f"{detail}, oneDNN inactive: {info['reason']}"
                  " (matrix products several times slower)")
 
 

@@ -23,6 +23,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from transfg.jittor_env import SITE_VARIABLE
 from transfg.run_files import read_json, write_json
 
 PACKAGES = ("transfg-audit", "jittor", "torch", "numpy", "scipy", "pandas", "pillow", "jinja2",
@@ -51,13 +52,14 @@ def code() -> dict:
 
 
 @functools.cache
-def packages() -> dict:
+def packages(site: str | None = None) -> dict:
+    """Installed versions as a training process finds them: `site` (a Jittor run's
+    TRANSFG_JITTOR_SITE, transfg/jittor_env.py) ahead of this process's own path."""
+    path = ([site] if site else []) + sys.path
     versions = {}
     for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
+        found = next(iter(metadata.distributions(name=name, path=path)), None)
+        versions[name] = found.version if found is not None else None
     return versions
 
 
@@ -100,11 +102,13 @@ def start(run_dir: Path, spec: dict, command: list[str], fingerprints: dict) -> 
     previous = read_json(run_dir / "provenance.json") if (run_dir / "provenance.json").exists() \
         else {}
     attempts = previous.get("attempts", [])
+    site = os.environ.get(SITE_VARIABLE) if spec["framework"] == "jittor" else None
     attempts.append({"started": time.time(), "command": shlex.join(command),
                      "host": socket.gethostname(),
-                     "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")})
+                     "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                     **({"jittor_site": site} if site else {})})
     write_json(run_dir / "provenance.json", {
-        "code": code(), "packages": packages(), "machine": machine(),
+        "code": code(), "packages": packages(site), "machine": machine(),
         "fingerprints": fingerprints, "framework": spec["framework"],
         "devices": spec["devices"], "attempts": attempts,
         "compute_seconds": previous.get("compute_seconds", 0.0)})

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from transfg.config import tiny, vit_b16
+from transfg.jittor_env import site_env
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -23,6 +24,13 @@ PRESETS = {
                                   "num_layers": 6, **kw}),
     "vit_b16": lambda **kw: vit_b16(**kw),
 }
+
+
+def worker_env(framework: str) -> dict[str, str] | None:
+    """The environment of a worker process that runs `framework`: a Jittor worker gets the numpy
+    that TRANSFG_JITTOR_SITE names, where it is set (transfg/jittor_env.py); None keeps this
+    process's environment."""
+    return {**os.environ, **site_env()} if framework == "jittor" else None
 
 
 def median_seconds(fns: dict[str, Callable[[], object]], warmup: int, repeats: int

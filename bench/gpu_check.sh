@@ -4,7 +4,10 @@
 #   bash bench/gpu_check.sh [WHEELS_DIR=.whl] [OUT_DIR=gpu-check]
 #
 # 1. installs the wheels in WHEELS_DIR (prepared beforehand where the registries are reachable,
-#    by bench/gpu_wheels.sh: jittor and what the GPU image lacks) into /tmp/site;
+#    by bench/gpu_wheels.sh: jittor and what the GPU image lacks) into /tmp/site, and those in
+#    WHEELS_DIR/jittor-site (numpy 1.26: the image's numpy 2 is one Jittor 1.3 reads as garbage,
+#    and its scipy and pandas need numpy 2) into /tmp/jittor-site, which TRANSFG_JITTOR_SITE gives
+#    to the Jittor processes alone (transfg/jittor_env.py); every other process keeps numpy 2;
 # 2. parity on the GPU: PyTorch (explicit and fused attention) and Jittor on the device against
 #    PyTorch on the CPU, tiny configs and ViT-B/16 at 448 px overlap (bench/gpu_parity.py;
 #    PARITY_ARGS, e.g. "--cases tiny-transfg-overlap", narrows it);
@@ -32,7 +35,17 @@ if compgen -G "$WHEELS/*.whl" >/dev/null; then
       --target /tmp/site "$WHEELS"/*.whl || { echo "gpu_check: installing wheels failed" >&2; exit 2; }
   export PYTHONPATH="/tmp/site:$PYTHONPATH"
 fi
-{ nvidia-smi || echo "no nvidia-smi"; $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"; } > "$OUT/machine.txt" 2>&1
+if compgen -G "$WHEELS/jittor-site/*.whl" >/dev/null; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+      --target /tmp/jittor-site "$WHEELS"/jittor-site/*.whl \
+    || { echo "gpu_check: installing $WHEELS/jittor-site failed" >&2; exit 2; }
+  export TRANSFG_JITTOR_SITE=/tmp/jittor-site
+fi
+numpy_line='import numpy; print("numpy", numpy.__version__, numpy.__file__)'
+{ nvidia-smi || echo "no nvidia-smi"; $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+  echo "other processes: $($PY -c "$numpy_line")"
+  echo "Jittor processes: $(PYTHONPATH=${TRANSFG_JITTOR_SITE:+$TRANSFG_JITTOR_SITE:}$PYTHONPATH $PY -c "$numpy_line")"
+} > "$OUT/machine.txt" 2>&1
 
 status=0
 step() {  # step NAME COMMAND...: run, log to OUT/NAME.txt, remember a failure

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine
+from common import machine, worker_env
 
 from transfg.config import tiny, vit_b16
 from transfg.weights import init_state
@@ -122,7 +122,8 @@ def main() -> int:
         runs = {}
         for kind in KINDS:
             done = subprocess.run([sys.executable, __file__, "--worker", kind, name,
-                                   "--batch", str(args.batch)], capture_output=True, text=True)
+                                   "--batch", str(args.batch)], capture_output=True, text=True,
+                                  env=worker_env(kind))
             if done.returncode != 0:
                 print(f"{name} {kind} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
                 return 1

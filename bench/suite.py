@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import PRESETS, RESULTS, machine, write_results
+from common import PRESETS, RESULTS, machine, worker_env, write_results
 from flops import peak_flops, train_step_flops
 from train_step import jittor_worker, torch_worker
 
@@ -52,7 +52,7 @@ def run_combination(args, framework, variant, split, precision) -> dict:
                str(args.image_size), "--batch", str(args.batch), "--steps", str(args.steps)]
     if args.checkpointing:
         command.append("--checkpointing")
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True, env=worker_env(framework))
     if done.returncode != 0:
         last = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "no output"
         return {"failed": last}

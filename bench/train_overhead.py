@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import PRESETS, RESULTS, write_results
+from common import PRESETS, RESULTS, worker_env, write_results
 
 from transfg.data.bundled import ROOT
 from transfg.spec import RunSpec, Seeds, TrainConfig
@@ -53,7 +53,7 @@ def train_in_process(framework: str, args, run: Path) -> dict:
     run.mkdir()
     (run / "spec.json").write_text(json.dumps(spec.to_dict()))
     done = subprocess.run([sys.executable, "-m", "transfg.train", str(run)],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=worker_env(framework))
     if done.returncode != 0:
         sys.exit(f"{framework} failed:\n{done.stderr[-3000:]}\n{(run / 'log.txt').read_text()}")
     return json.loads((run / "result.json").read_text())

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from common import RESULTS, median_seconds, write_results
+from common import RESULTS, median_seconds, worker_env, write_results
 
 from transfg.config import tiny
 from transfg.weights import init_state
@@ -132,7 +132,7 @@ def jittor_worker(config, batch, steps, precision="fp32", checkpointing=False,
 def run_worker(framework: str, args) -> dict:
     command = [sys.executable, __file__, "--worker", framework, "--preset", args.preset,
                "--batch", str(args.batch), "--steps", str(args.steps)]
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True, env=worker_env(framework))
     if done.returncode != 0:
         sys.exit(f"{framework} worker failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from audit import provenance
 from audit.store import Store
+from transfg.jittor_env import site_env
 from transfg.launch import RUNNER_VARIABLE, die_with_parent
 from transfg.run_files import read_json
 
@@ -35,14 +36,17 @@ def train_command(spec: dict, run_dir: Path) -> list[str]:
     return [mpirun, "-np", str(spec["devices"]), "--bind-to", "none", *train]
 
 
-def launcher_env() -> dict[str, str]:
+def launcher_env(spec: dict) -> dict[str, str]:
     """What a launcher and its processes need from the runner: this process's pid (so each
     training process can tell that its launcher is still the one this runner started,
-    transfg/launch.py) and, as root, Open MPI's permission to start (containers often run as
-    root)."""
+    transfg/launch.py); as root, Open MPI's permission to start (containers often run as
+    root); for Jittor runs, the numpy Jittor can read where TRANSFG_JITTOR_SITE names one
+    (transfg/jittor_env.py)."""
     env = {RUNNER_VARIABLE: str(os.getpid())}
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         env |= {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+    if spec["framework"] == "jittor":
+        env |= site_env()
     return env
 
 
@@ -88,7 +92,7 @@ def execute(store: Store, run_id: str, spec: dict, fingerprints: dict, *, owner:
             process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL, pass_fds=(claim.fd,),
                                        preexec_fn=die_with_parent,
-                                       env={**os.environ, **launcher_env(), **(env or {})})
+                                       env={**os.environ, **launcher_env(spec), **(env or {})})
             try:
                 code = process.wait()
             except BaseException:  # Ctrl-C or the job being stopped: stop the run with us

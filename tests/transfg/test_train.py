@@ -330,7 +330,7 @@ def test_two_process_mpi_jittor_equals_one_process_accumulating_two_micro_batche
     command = train_command(data, mpi)
     assert command[1:3] == ["-np", "2"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900,
-                          env={**os.environ, **launcher_env()})
+                          env={**os.environ, **launcher_env(data)})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     a = load_checkpoint(single / "checkpoints" / "last.npz")[0]
     b = load_checkpoint(mpi / "checkpoints" / "last.npz")[0]
