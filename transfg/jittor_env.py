@@ -135,8 +135,8 @@ def jittor_python_configs() -> list[Path]:
     jittor_utils.get_py3_config_path does on Linux)."""
     minor, folder = sys.version_info.minor, Path(sys.executable).parent
     return [folder / f"python3.{minor}-config", Path(sys.executable + "-config"),
-            Path(f"/usr/bin/python3.{minor}-config"), Path(f"/usr/local/bin/python3.{minor}-config"),
-            folder / "python3-config"]
+            Path(f"/usr/bin/python3.{minor}-config"),
+            Path(f"/usr/local/bin/python3.{minor}-config"), folder / "python3-config"]
 
 
 def python_config_standin(python: str = sys.executable) -> str:

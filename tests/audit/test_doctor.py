@@ -17,10 +17,11 @@ def test_doctor_on_this_machine_reports_onednn_active_for_jittor():
 
 
 def test_missing_framework_fails_with_a_named_line(capsys):
-    def probe(code):
+    def probe(code, env=None):
         if "torch.cuda" in code:
             raise RuntimeError("exit status 1: ModuleNotFoundError: No module named 'torch'")
-        return {"version": "1.3.11.0", "cuda": False, "onednn": "off",
+        return {"version": "1.3.11.0", "cuda": False, "numpy": "1.26.4", "numpy_path": "/n",
+                "onednn": "off",
                 "reason": "no system oneDNN (install Debian's libdnnl-dev)", "onednn_active": False}
 
     assert doctor.main(probe=probe) == 1
@@ -28,3 +29,21 @@ def test_missing_framework_fails_with_a_named_line(capsys):
     assert "fail  torch" in out and "No module named 'torch'" in out
     assert "warn  jittor" in out and "oneDNN inactive" in out
     assert "missing what the audit needs: torch" in out
+
+
+def test_jittor_refused_beside_numpy_2_is_a_failed_check_with_the_guards_message(monkeypatch):
+    """The probe runs with the Jittor site's numpy where TRANSFG_JITTOR_SITE is set, and shows
+    the guard's refusal as it is."""
+    monkeypatch.setenv("TRANSFG_JITTOR_SITE", "/jittor-site")
+    seen = {}
+
+    def probe(code, env=None):
+        seen["env"] = env
+        raise RuntimeError("exit status 1: transfg.jittor_env.JittorUnusable: numpy 2.2.6 "
+                           "(/env/numpy) cannot be used with Jittor 1.3.11.0: ...")
+
+    check = doctor.check_jittor(probe)
+    assert check.status == "fail"
+    assert check.detail == ("refused: numpy 2.2.6 (/env/numpy) cannot be used with Jittor "
+                            "1.3.11.0: ...")
+    assert seen["env"]["PYTHONPATH"].startswith("/jittor-site")
