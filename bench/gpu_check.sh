@@ -14,7 +14,8 @@
 # 3. the performance suite at the paper's size (bench/suite.py; SUITE_ARGS overrides);
 # 4. a short end-to-end audit: the default protocol, seeds 0 and 1, both frameworks, and its
 #    report.
-# Everything lands in OUT_DIR; the exit status is non-zero when a step failed.
+# Everything lands in OUT_DIR (machine.txt: versions, and the numpy each kind of process gets;
+# timings.txt: seconds per step); the exit status is non-zero when a step failed.
 # Sizing: at the paper's size the suite is 24 processes, and Jittor compiles its CUDA kernels on
 # first use; for a short lease narrow it, e.g.
 #   SUITE_ARGS="--preset vit_b16 --image-size 448 --batch 16 --steps 5 --frameworks torch-fused,jittor"
@@ -29,6 +30,7 @@ PARITY_ARGS=${PARITY_ARGS:-}
 read -ra suite_args <<< "$SUITE_ARGS"    # split into words, never expanded as file patterns
 read -ra parity_args <<< "$PARITY_ARGS"
 mkdir -p "$OUT"
+rm -f "$OUT/timings.txt"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 if compgen -G "$WHEELS/*.whl" >/dev/null; then
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
@@ -48,10 +50,11 @@ numpy_line='import numpy; print("numpy", numpy.__version__, numpy.__file__)'
 } > "$OUT/machine.txt" 2>&1
 
 status=0
-step() {  # step NAME COMMAND...: run, log to OUT/NAME.txt, remember a failure
-  local name=$1; shift
+step() {  # step NAME COMMAND...: run, log to OUT/NAME.txt, time it, remember a failure
+  local name=$1 start=$SECONDS; shift
   echo "== $name"
   "$@" 2>&1 | tee "$OUT/$name.txt" || { echo "gpu_check: $name failed" >&2; status=1; }
+  echo "$name: $((SECONDS - start)) s" | tee -a "$OUT/timings.txt"
 }
 step parity $PY bench/gpu_parity.py "${parity_args[@]}" --out "$OUT"
 step suite $PY bench/suite.py "${suite_args[@]}" --results "$OUT"
