@@ -8,8 +8,10 @@
 #    WHEELS_DIR/jittor-site (numpy 1.26: the image's numpy 2 is one Jittor 1.3 reads as garbage,
 #    and its scipy and pandas need numpy 2) into /tmp/jittor-site, which TRANSFG_JITTOR_SITE gives
 #    to the Jittor processes alone (transfg/jittor_env.py); every other process keeps numpy 2;
-# 2. parity on the GPU: PyTorch (explicit and fused attention) and Jittor on the device against
-#    PyTorch on the CPU, tiny configs and ViT-B/16 at 448 px overlap (bench/gpu_parity.py;
+# 2. Jittor alone first (the riskiest part: its core and first CUDA kernels compile, the numpy
+#    guard and round trip run), then parity on the GPU: PyTorch (explicit and fused attention)
+#    and Jittor on the device against PyTorch on the CPU, tiny configs and ViT-B/16 at 448 px
+#    overlap (bench/gpu_parity.py;
 #    PARITY_ARGS, e.g. "--cases tiny-transfg-overlap", narrows it);
 # 3. the performance suite at the paper's size (bench/suite.py; SUITE_ARGS overrides);
 # 4. a short end-to-end audit: the default protocol, seeds 0 and 1, both frameworks, and its
@@ -43,10 +45,13 @@ if compgen -G "$WHEELS/jittor-site/*.whl" >/dev/null; then
     || { echo "gpu_check: installing $WHEELS/jittor-site failed" >&2; exit 2; }
   export TRANSFG_JITTOR_SITE=/tmp/jittor-site
 fi
+jittor_py() {  # Python as the audit starts a Jittor process (transfg/jittor_env.py: site_env)
+  env ${TRANSFG_JITTOR_SITE:+PYTHONPATH=$TRANSFG_JITTOR_SITE:$PYTHONPATH} $PY "$@"
+}
 numpy_line='import numpy; print("numpy", numpy.__version__, numpy.__file__)'
 { nvidia-smi || echo "no nvidia-smi"; $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
   echo "other processes: $($PY -c "$numpy_line")"
-  echo "Jittor processes: $(PYTHONPATH=${TRANSFG_JITTOR_SITE:+$TRANSFG_JITTOR_SITE:}$PYTHONPATH $PY -c "$numpy_line")"
+  echo "Jittor processes: $(jittor_py -c "$numpy_line")"
 } > "$OUT/machine.txt" 2>&1
 
 status=0
@@ -56,6 +61,16 @@ step() {  # step NAME COMMAND...: run, log to OUT/NAME.txt, time it, remember a 
   "$@" 2>&1 | tee "$OUT/$name.txt" || { echo "gpu_check: $name failed" >&2; status=1; }
   echo "$name: $((SECONDS - start)) s" | tee -a "$OUT/timings.txt"
 }
+# Jittor first: its core and, on a GPU, its first CUDA kernels compile here, and transfg.jittor's
+# guards run (the numpy it gets, an array's round trip, a matrix product). A second try follows a
+# rebuild: jittor exits after rebuilding its core for changed compile flags.
+jittor_first() {
+  local probe='import transfg.jittor, jittor, numpy
+print("jittor", jittor.__version__, "cuda", jittor.flags.use_cuda, "numpy", numpy.__version__,
+      "round trip and matrix product checked")'
+  jittor_py -c "$probe" || jittor_py -c "$probe"
+}
+step jittor jittor_first
 step parity $PY bench/gpu_parity.py "${parity_args[@]}" --out "$OUT"
 step suite $PY bench/suite.py "${suite_args[@]}" --results "$OUT"
 step audit-run $PY -m audit.cli run protocols/default.toml --seeds 0,1 --store "$OUT/runs"

@@ -124,10 +124,12 @@ def main() -> int:
             done = subprocess.run([sys.executable, __file__, "--worker", kind, name,
                                    "--batch", str(args.batch)], capture_output=True, text=True,
                                   env=worker_env(kind))
-            if done.returncode != 0:
-                print(f"{name} {kind} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+            lines = done.stdout.strip().splitlines()
+            if done.returncode != 0 or not lines:
+                print(f"{name} {kind} failed (exit status {done.returncode}"
+                      f"{'' if lines else ', no result'}):\n{done.stderr[-2000:]}", file=sys.stderr)
                 return 1
-            runs[kind] = json.loads(done.stdout.strip().splitlines()[-1])
+            runs[kind] = json.loads(lines[-1])
         ref = runs["torch-cpu"]
         rows = {}
         for kind in KINDS[1:]:

@@ -53,10 +53,12 @@ def run_combination(args, framework, variant, split, precision) -> dict:
     if args.checkpointing:
         command.append("--checkpointing")
     done = subprocess.run(command, capture_output=True, text=True, env=worker_env(framework))
-    if done.returncode != 0:
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
         last = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "no output"
-        return {"failed": last}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+        return {"failed": f"exit status {done.returncode}, no result: {last}" if not lines
+                else last}
+    return json.loads(lines[-1])
 
 
 def main() -> None:

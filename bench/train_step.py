@@ -133,9 +133,11 @@ def run_worker(framework: str, args) -> dict:
     command = [sys.executable, __file__, "--worker", framework, "--preset", args.preset,
                "--batch", str(args.batch), "--steps", str(args.steps)]
     done = subprocess.run(command, capture_output=True, text=True, env=worker_env(framework))
-    if done.returncode != 0:
-        sys.exit(f"{framework} worker failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        sys.exit(f"{framework} worker failed (exit status {done.returncode}"
+                 f"{'' if lines else ', no result'}):\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1])
 
 
 def main() -> None:

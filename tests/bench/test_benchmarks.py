@@ -112,4 +112,4 @@ def test_the_gpu_check_runs_end_to_end_without_a_gpu(tmp_path):
     assert (out / "suite-tiny-64px-b2-cpu.json").exists()
     assert (out / "report" / "default.html").exists() and (out / "report" / "default.json").exists()
     steps = [line.split(":")[0] for line in (out / "timings.txt").read_text().splitlines()]
-    assert steps == ["parity", "suite", "audit-run", "audit-report"]
+    assert steps == ["jittor", "parity", "suite", "audit-run", "audit-report"]

@@ -176,6 +176,26 @@ def test_import_transfg_jittor_beside_numpy_2_exits_with_the_message_and_compute
     assert "cannot be used with Jittor 1.3.11.0" in last
 
 
+JITTOR_EXITS_ON_IMPORT = """
+import sys
+class RebuiltCore:  # jittor 1.3 after rebuilding jit_utils_core: sys.exit(0) inside its import
+    def find_spec(self, name, path=None, target=None):
+        if name == "jittor":
+            raise SystemExit(0)
+sys.meta_path.insert(0, RebuiltCore())
+import transfg.jittor
+"""
+
+
+def test_jittor_exiting_during_its_import_is_an_error_not_a_silent_success():
+    done = subprocess.run([sys.executable, "-c", JITTOR_EXITS_ON_IMPORT], capture_output=True,
+                          text=True, timeout=120, cwd=PROJECT)
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert "jittor exited during its import (status 0)" in last
+    assert "running the command again" in last
+
+
 # --- the round trip: checked once per process after jittor is imported ---
 
 class FakeVar:
