@@ -1,6 +1,6 @@
 """Make `import jittor` work on any machine, before jittor is imported.
 
-Jittor decides two things at import time that break on ordinary machines:
+Jittor decides three things at import time that break on ordinary machines:
 
 1. CUDA. Where `nvcc` exists but no CUDA runtime or GPU does, the import crashes
    (`libcudart.so: cannot open shared object file`). Jittor skips CUDA when the environment
@@ -11,10 +11,15 @@ Jittor decides two things at import time that break on ordinary machines:
    `libdnnl-dev` (oneDNN 2.6, API-compatible for the operators jittor builds) can fill the folder
    with links, so jittor compiles its oneDNN operators against it and downloads nothing. Where no
    system oneDNN exists, `use_mkl=0` keeps jittor working with slower matrix products.
+3. python3.X-config, which jittor runs for Python's headers and extension suffix. A virtualenv
+   over a Python outside /usr has none where jittor looks, and Debian and Ubuntu ship the headers
+   apart from the script: `prepare_python_config()` finds the base interpreter's, or writes a
+   stand-in that answers from sysconfig.
 
-`prepare_jittor()` does both, changes nothing the user set explicitly (`nvcc_path`, `use_mkl`,
-`log_silent`), and reports what it chose. It also quiets jittor's start-up log (a dozen info lines
-per process; `log_silent=0` brings them back); jittor's errors still arrive as exceptions.
+`prepare_jittor()` does all three, changes nothing the user set explicitly (`nvcc_path`,
+`use_mkl`, `python_config_path`, `log_silent`), and reports what it chose. It also quiets
+jittor's start-up log (a dozen info lines per process; `log_silent=0` brings them back); jittor's
+errors still arrive as exceptions.
 
 Jittor can also compute garbage without an error. Jittor 1.3 reads numpy's arrays through its own
 copy of numpy 1.x's structures (`jittor/src/pyjt/numpy.h`: `PyArrayDescr_Proxy`, whose `elsize`
