@@ -7,10 +7,11 @@
   the per-process batch times the accumulation as `--train_batch_size` (the official code divides
   it by `--gradient_accumulation_steps`), and the dataset under the official folder name;
 - launches it under `torch.distributed.run` even on one GPU, through `transfg.official_compat`,
-  which works around the code's portability breaks from the outside, without editing its files:
-  validation calls `dist.barrier()`, which crashes a plain single-GPU run; `apex` (stand-in with
-  torch DDP when it is missing: fp32 only); `scipy.misc.imread` (removed in scipy 1.2) and numpy's
-  removed aliases (`np.int`, `np.float`...);
+  which works around the code's portability breaks from the outside, without editing its files
+  (validation calls `dist.barrier()`, which crashes a plain single-GPU run; `scipy.misc.imread`
+  and numpy's removed aliases), stands in for missing packages (apex, torchvision,
+  ml_collections, tensorboard) and, without CUDA, runs the code on the CPU with gloo; every
+  stand-in and the CPU are recorded as deviations in result.json;
 - streams its log into `log.txt`, turns the training description lines and "Valid Accuracy" lines
   into metrics.jsonl and status.json, and writes `result.json` in the shape `transfg.train`
   writes (final and best-of-evaluations accuracy, every evaluation) when the code ends cleanly.
@@ -38,7 +39,8 @@ import numpy as np
 
 from transfg.config import ModelConfig
 from transfg.data.readers import dataset_spec, read_split
-from transfg.run_files import MetricsLog, read_metrics, write_json, write_status
+from transfg.official_compat import RECORD_VARIABLE
+from transfg.run_files import MetricsLog, read_json, read_metrics, write_json, write_status
 from transfg.spec import RunSpec, SpecError, read_spec
 
 DATASET_NAMES = {"cub": "CUB_200_2011", "cars": "car", "dogs": "dog", "nabirds": "nabirds",
@@ -173,6 +175,14 @@ class LogReader:
         self.step, self.last = step, (now, step)
 
 
+def compat_deviations(path: Path) -> list[str]:
+    """The stand-ins and the CPU mode transfg.official_compat installed (it writes them first)."""
+    try:
+        return list(read_json(path)["deviations"])
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return ["transfg.official_compat recorded nothing: unknown whether stand-ins ran"]
+
+
 def link_dataset(spec: RunSpec, run_dir: Path) -> None:
     """The official code reads `{data_root}/{its dataset name}`: a folder with one link."""
     folder = run_dir / "official-data"
@@ -196,7 +206,9 @@ def run(run_dir: Path) -> dict:
     started = time.monotonic()
     metrics = MetricsLog(run_dir / "metrics.jsonl", 0)
     reader = LogReader(metrics, run_dir, spec.effective_batch)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    compat_record = run_dir / "official-compat.json"
+    compat_record.unlink(missing_ok=True)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **{RECORD_VARIABLE: str(compat_record)})
     with open(run_dir / "log.txt", "a") as log:
         log.write("$ " + " ".join(command(spec, run_dir)) + "\n")
         log.flush()
@@ -235,7 +247,8 @@ def run(run_dir: Path) -> dict:
               "correct_from_accuracy": True, "train_images": train_images, "evaluations": evals,
               "effective_batch": spec.effective_batch, "steps": spec.train.steps,
               "wall_seconds_this_session": time.monotonic() - started,
-              "images_per_s": float(np.median(rates)) if rates else None, "deviations": DEVIATIONS}
+              "images_per_s": float(np.median(rates)) if rates else None,
+              "deviations": DEVIATIONS + compat_deviations(compat_record)}
     write_json(run_dir / "result.json", result)
     write_status(run_dir, "finished", spec.train.steps)
     return result
