@@ -67,7 +67,9 @@ def restore_scipy_imread() -> None:
     import scipy
 
     try:
-        import scipy.misc as misc
+        with warnings.catch_warnings():  # "scipy.misc is deprecated": we are here to restore it
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import scipy.misc as misc
     except ImportError:
         misc = types.ModuleType("scipy.misc")
         sys.modules["scipy.misc"] = misc
@@ -119,6 +121,8 @@ def ml_collections_stand_in() -> None:
 
 class _NoAmp(types.ModuleType):
     def __getattr__(self, name):
+        if name.startswith("__"):  # introspection (inspect walks sys.modules) is not a use
+            raise AttributeError(name)
         raise RuntimeError("fp16 in the official code needs NVIDIA apex (amp O2), which is not "
                            "installed in this Python; install apex or run with precision fp32")
 
