@@ -31,6 +31,7 @@ import io
 import os
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,7 +160,10 @@ def official_loaders(data_utils: ModuleType, name: str, root: Path) -> tuple:
     one process, for our dataset `name` laid out at `root`."""
     args = SimpleNamespace(dataset=DATASET_NAMES[name], data_root=str(root), local_rank=-1,
                            train_batch_size=1, eval_batch_size=1)
-    with contextlib.redirect_stdout(io.StringIO()):  # iNat2017: "Files already downloaded"
+    # iNat2017 prints "Files already downloaded"; the loaders ask for 4 workers, which torch
+    # warns about on small machines, but they are never iterated.
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="This DataLoader will create")
         return data_utils.get_loader(args)
 
 
