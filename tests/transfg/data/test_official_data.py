@@ -217,8 +217,8 @@ def test_official_inat2017_pairs_images_and_annotations_by_position(
     """A difference: the official INat2017 reader gives the i-th image the i-th annotation's
     category (by position), ours joins annotations to images by image_id and follows the
     annotations' order. Where annotations are listed in image order (the layout's json) the two
-    agree (test_official_readers_give_...); listed otherwise, the official labels go to the
-    wrong images and ours stay right."""
+    agree (test_official_readers_give_our_images_and_labels_in_our_order); listed otherwise,
+    the official labels go to the wrong images and ours stay right."""
     write_inat2017(tmp_path)
     path = tmp_path / "train2017.json"
     data = json.loads(path.read_text())
