@@ -13,8 +13,12 @@
 #    and Jittor on the device against PyTorch on the CPU, tiny configs and ViT-B/16 at 448 px
 #    overlap (bench/gpu_parity.py;
 #    PARITY_ARGS, e.g. "--cases tiny-transfg-overlap", narrows it);
-# 3. the performance suite at the paper's size (bench/suite.py; SUITE_ARGS overrides);
-# 4. a short end-to-end audit: the default protocol, seeds 0 and 1, both frameworks, and its
+# 3. the official transform chains, built by the official get_loader with the real torchvision,
+#    against ours (bench/official_transforms.py; the official checkout comes from
+#    TRANSFG_OFFICIAL or ../shared/reference beside the checkout, and the step passes with a
+#    "skipped" line where it or torchvision is missing);
+# 4. the performance suite at the paper's size (bench/suite.py; SUITE_ARGS overrides);
+# 5. a short end-to-end audit: the default protocol, seeds 0 and 1, both frameworks, and its
 #    report.
 # Everything lands in OUT_DIR (machine.txt: versions, and the numpy each kind of process gets;
 # timings.txt: seconds per step); the exit status is non-zero when a step failed.
@@ -72,6 +76,7 @@ print("jittor", jittor.__version__, "cuda", jittor.flags.use_cuda, "numpy", nump
 }
 step jittor jittor_first
 step parity $PY bench/gpu_parity.py "${parity_args[@]}" --out "$OUT"
+step official-transforms $PY bench/official_transforms.py --out "$OUT"
 step suite $PY bench/suite.py "${suite_args[@]}" --results "$OUT"
 step audit-run $PY -m audit.cli run protocols/default.toml --seeds 0,1 --store "$OUT/runs"
 step audit-report $PY -m audit.cli report protocols/default.toml --store "$OUT/runs" \

@@ -97,8 +97,9 @@ def test_training_overhead_benchmark_reads_the_loop_clock(tmp_path):
 
 @pytest.mark.slow
 def test_the_gpu_check_runs_end_to_end_without_a_gpu(tmp_path):
-    """bench/gpu_check.sh as far as a CPU takes it (tiny sizes): parity, the suite, a short
-    audit and its report, all written into its output folder, exit status 0."""
+    """bench/gpu_check.sh as far as a CPU takes it (tiny sizes): parity, the official transform
+    chains (a "skipped" result where torchvision cannot be imported), the suite, a short audit
+    and its report, all written into its output folder, exit status 0."""
     wheels = tmp_path / "wheels"
     wheels.mkdir()
     env = {**os.environ, "PYTHON": sys.executable, "PARITY_ARGS": "--cases tiny-transfg-overlap",
@@ -112,4 +113,6 @@ def test_the_gpu_check_runs_end_to_end_without_a_gpu(tmp_path):
     assert (out / "suite-tiny-64px-b2-cpu.json").exists()
     assert (out / "report" / "default.html").exists() and (out / "report" / "default.json").exists()
     steps = [line.split(":")[0] for line in (out / "timings.txt").read_text().splitlines()]
-    assert steps == ["jittor", "parity", "suite", "audit-run", "audit-report"]
+    assert (out / "official-transforms.json").exists()
+    assert steps == ["jittor", "parity", "official-transforms", "suite", "audit-run",
+                     "audit-report"]

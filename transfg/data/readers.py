@@ -153,8 +153,10 @@ def cub_class_names(root: Path) -> list[str] | None:
 
 
 def nabirds_class_ids(root: Path, problems: Problems) -> list[str]:
-    """The class ids images use, sorted numerically: label i is the i-th (the official code used
-    Python set order, which is not stable across runs)."""
+    """The class ids images use, sorted numerically: label i is the i-th. The official code uses
+    a Python set's order: for integer ids, their slots in the set's table, ascending for ids
+    below the table's size (2048 for 555 ids; NABirds' are 0..1010), so the same labels on the
+    real dataset (tests/transfg/data/test_official_data.py)."""
     labels = _read_table(root / "nabirds" / "image_class_labels.txt", problems, "class")
     ids = {raw for _, raw in labels.values()}
     return sorted(ids, key=lambda raw: (not raw.isdigit(), int(raw) if raw.isdigit() else 0, raw))

@@ -102,9 +102,10 @@ OPERATIONS = {
     "invert": (lambda image, m, sign: ImageOps.invert(image), [0] * 10, False),
 }
 
-# The ImageNet policy (Cubuk et al., "AutoAugment", CVPR 2019, appendix): 25 sub-policies of two
-# operations, (probability, operation, magnitude index 0..9), as the official TransFG code lists
-# them (its last entry repeats the third).
+# The ImageNet policy (Cubuk et al., "AutoAugment", CVPR 2019, appendix) as the official TransFG
+# code lists it: 24 sub-policies of two operations, (probability, operation, magnitude index
+# 0..9), each drawn with probability 1/24. DeepVoltaire's AutoAugment, which the official code
+# copies, has a 25th that repeats the third; TransFG's copy leaves it out.
 IMAGENET_POLICY = [
     ((0.4, "posterize", 8), (0.6, "rotate", 9)),
     ((0.6, "solarize", 5), (0.6, "autocontrast", 5)),
@@ -130,7 +131,6 @@ IMAGENET_POLICY = [
     ((0.6, "solarize", 5), (0.6, "autocontrast", 5)),
     ((0.6, "invert", 4), (1.0, "equalize", 8)),
     ((0.6, "color", 4), (1.0, "contrast", 8)),
-    ((0.8, "equalize", 8), (0.6, "equalize", 3)),
 ]
 
 
