@@ -269,6 +269,26 @@ def gallery(protocol: Protocol, table: pd.DataFrame, store: Store, count: int = 
     return out
 
 
+def official_deviations(protocol: Protocol, store: Store, table: pd.DataFrame) -> list[dict]:
+    """How the official code's runs of this protocol differ from the authors' own runs (result.json
+    "deviations": what cannot be made the same, the stand-ins for missing packages, the CPU),
+    each with the number of runs it applies to."""
+    from transfg.run_files import read_json
+
+    if table.empty:
+        return []
+    runs = table[(table["protocol"] == protocol.name) & (table["framework"] == "official")]
+    counts: dict[str, int] = {}
+    for run_id in runs["run_id"]:
+        try:
+            found = read_json(store.path(run_id) / "result.json").get("deviations", [])
+        except (FileNotFoundError, ValueError):
+            continue
+        for text in found:
+            counts[str(text)] = counts.get(str(text), 0) + 1
+    return [{"text": text, "runs": n, "of": len(runs)} for text, n in counts.items()]
+
+
 def environment(store: Store, table: pd.DataFrame) -> dict:
     """From the provenance of the runs in the report."""
     from transfg.run_files import read_json
@@ -340,7 +360,8 @@ def build(protocols: list[Protocol], store: Store, inputs: Inputs, seed: int = 0
             "variance": variance_shares(protocol, table, rng),
             "gallery": gallery(protocol, table, store),
             "differences": [{"name": name, "text": text, "tested": tested(protocol)}
-                            for name, text, tested in DIFFERENCES]})
+                            for name, text, tested in DIFFERENCES],
+            "official_deviations": official_deviations(protocol, store, table)})
     env = environment(store, table)
     seeds_total = len(table)
     return {

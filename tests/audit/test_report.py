@@ -192,3 +192,26 @@ def test_variance_shares_by_source_of_randomness():
     init, order = shares["shares"]["init"], shares["shares"]["order"]
     assert init.startswith(("99%", "100%")) and "[" in init
     assert order.startswith("0%")
+
+
+def test_the_report_lists_how_the_official_runs_deviate_with_their_counts(tmp_path):
+    """Every deviation an official run records (stand-ins, the CPU, what cannot be made the
+    same) is shown once, with the number of official runs it applies to; ours add none."""
+    import pandas as pd
+
+    from audit.report.model import official_deviations
+    from audit.store import Store
+    from transfg.run_files import write_json
+
+    store = Store(tmp_path)
+    runs = {"r1-a": ["no resume", "no CUDA: the CPU"], "r1-b": ["no resume"],
+            "r1-c": ["ignored: not an official run"]}
+    for run_id, deviations in runs.items():
+        store.path(run_id).mkdir()
+        write_json(store.path(run_id) / "result.json", {"deviations": deviations})
+    table = pd.DataFrame({"protocol": ["p", "p", "p"], "run_id": list(runs),
+                          "framework": ["official", "official", "torch"]})
+    protocol = type("P", (), {"name": "p"})()
+    assert official_deviations(protocol, store, table) == [
+        {"text": "no resume", "runs": 2, "of": 2},
+        {"text": "no CUDA: the CPU", "runs": 1, "of": 2}]
