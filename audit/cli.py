@@ -282,6 +282,11 @@ def matrix_command(args: argparse.Namespace) -> int:
     except ProtocolError as error:
         print("\n".join(error.errors), file=sys.stderr)
         return 2
+    if args.weights and protocols and not any(p.weights for p in protocols):
+        print(f"error: --weights {args.weights}: no protocol given declares pretrained weights "
+              "([data] weights), so every run would train from the random initialisation; "
+              "declare `weights` in [data] or leave --weights out", file=sys.stderr)
+        return 2
     inputs = Inputs(args.data_root, args.weights, args.official, args.official_python,
                     args.smoke)
     subset = {k: getattr(args, k, None) for k in ("arms", "frameworks", "seeds")}

@@ -27,6 +27,7 @@ title = "TransFG"
 
 [data]
 dataset = "cub"
+weights = "ViT-B_16.npz"
 
 [model]
 preset = "vit_b16"

@@ -369,3 +369,12 @@ def test_a_multi_device_jittor_run_without_mpirun_fails_with_the_reason(tmp_path
     assert done.returncode == 1
     assert "needs mpirun, which is not on PATH" in done.stdout + done.stderr
     assert not list((tmp_path / "runs").glob("r1-*/status.json"))  # nothing was started
+
+
+def test_weights_for_a_protocol_without_pretrained_weights_are_refused(protocol, tmp_path):
+    """--weights would otherwise be ignored without a word and the runs train from scratch."""
+    done = audit("plan", protocol, "--weights", tmp_path / "ViT-B_16.npz", "--store",
+                 tmp_path / "runs")
+    assert done.returncode == 2
+    assert "no protocol given declares pretrained weights" in done.stderr
+    assert not (tmp_path / "runs").exists()
