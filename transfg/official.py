@@ -195,6 +195,7 @@ def link_dataset(spec: RunSpec, run_dir: Path) -> None:
 
 def run(run_dir: Path) -> dict:
     """Run the official code for RUN_DIR/spec.json; returns result.json's content."""
+    run_dir = Path(run_dir).resolve()  # the official code runs inside it: relative paths break
     spec = read_spec(run_dir)
     check(spec)
     for stale in ("result.json", "metrics.jsonl"):  # no resume: every start is a fresh run

@@ -73,6 +73,17 @@ def test_the_official_code_runs_and_its_log_becomes_our_result(tmp_path):
     assert "Valid Accuracy" in (run / "log.txt").read_text()
 
 
+def test_a_run_folder_given_relative_to_the_current_folder_works(tmp_path, monkeypatch):
+    """The runner names run folders relative to where it was started (--store runs); the
+    official code runs inside its run folder, where those paths would point nowhere."""
+    run = write_run(tmp_path / "store" / "run", official_spec(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    assert main(["store/run"]) == 0
+    assert Path(read_json(run / "official-output" / "args.json")["data_root"]).resolve() == \
+        DIGITS.resolve()
+    assert any("no CUDA" in d for d in read_json(run / "result.json")["deviations"])
+
+
 def test_a_crash_of_the_official_code_is_a_failed_run_without_result(tmp_path, monkeypatch):
     monkeypatch.setenv("STANDIN_FAIL_AT", "3")
     run = write_run(tmp_path / "run", official_spec(tmp_path))
