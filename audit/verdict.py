@@ -4,7 +4,8 @@ each and one plain sentence that says why (spec/statistics.md).
 Inputs are the collected results table (`audit.results.collect`: one line per finished run,
 accuracies as proportions) and, for the paired tests over test examples, a function that returns
 a run's per-example correctness at a step (from its stored predictions). Runs of two arms, or of
-two frameworks, are paired by seed (the same seed means the same data order and initialisation).
+our two frameworks, are paired by seed (the same seed means the same data order and
+initialisation); the official code's runs pair with nothing (see UNPAIRED_FRAMEWORKS).
 
 Rules (alpha = 0.05):
 - value: `reproduced` when TOST shows the mean within paper +- tolerance (the 90% t-interval
@@ -13,8 +14,10 @@ Rules (alpha = 0.05):
   Tested per framework; the claim holds when it holds in every framework tested.
 - comparison (A better than B by at least margin): one-sided paired t-test of A - B > margin;
   `not reproduced` when the 95% interval of A - B lies below the margin.
-- equivalence (frameworks): paired TOST of the difference within +- margin; `not reproduced`
-  when the 95% interval excludes 0 and the difference exceeds the margin.
+- equivalence (frameworks): every pair of the claim's frameworks, a TOST of the difference within
+  +- margin; `not reproduced` when the 95% interval excludes 0 and the difference exceeds the
+  margin. Paired by seed between our two ports; unpaired (Welch, all runs of each) where a pair
+  includes a framework that does not pair by seed (UNPAIRED_FRAMEWORKS: the official code).
 - ranking (arm X best): X compared with every other arm as a comparison with margin 0, Holm-
   corrected; `not reproduced` when some other arm is better than X (its interval above 0).
 Over all claims of a report, Holm's correction is applied to the p-values behind `reproduced`
@@ -23,6 +26,7 @@ verdicts; a claim that no longer passes becomes `inconclusive`.
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from collections.abc import Callable
@@ -271,28 +275,34 @@ def decide_comparison(claim: Claim, protocol: Protocol, table, reading, rng, cor
                    f"{claim.margin or 0:.2f} points, {reading} reading")
 
 
-def decide_equivalence(claim: Claim, protocol: Protocol, table, reading) -> Verdict:
-    first, second = _frameworks(claim, protocol)[:2]
-    column = reading_column(reading)
-    a, b, seeds = _paired(_values(table, claim.arm, first, column),
-                          _values(table, claim.arm, second, column))
-    delta = claim.margin / 100
-    part: dict[str, Any] = {"framework": f"{first} - {second}", "pairs": len(a),
-                            "seeds": seeds, "margin": delta}
-    if len(a) < 2:
-        part |= {"verdict": INCONCLUSIVE, "more_seeds": None if len(a) == 0 else 1,
-                 "why": "no seed with both frameworks finished" if len(a) == 0 else
-                        "one seed pair gives no interval"}
-        return _finish(claim, [part], f"{claim.arm}, {first} vs {second} within "
-                       f"{claim.margin:.2f} points, {reading} reading")
+# Frameworks whose runs do not pair by seed with any other framework's. The official code draws its
+# initialisation from torch's generator, our two ports draw theirs in numpy from the run's seed
+# (the same seed gives the same initialisation and data order in both ports), so the official
+# code's seed k has nothing in common with our seed k. A pair that includes one of these is tested
+# unpaired (Welch), on all finished runs of each framework; a pair of our ports is paired by seed.
+UNPAIRED_FRAMEWORKS = frozenset({"official"})
+
+
+def pairs_by_seed(first: str, second: str) -> bool:
+    return first not in UNPAIRED_FRAMEWORKS and second not in UNPAIRED_FRAMEWORKS
+
+
+def paired_equivalence_part(a: np.ndarray, b: np.ndarray, delta: float) -> dict:
+    """Paired TOST of a - b within +- delta, runs paired by position (by seed)."""
+    n = len(a)
+    part: dict[str, Any] = {"test": "paired TOST", "pairs": n, "margin": delta}
+    if n < 2:
+        return part | {"verdict": INCONCLUSIVE, "more_seeds": None if n == 0 else 1,
+                       "why": "paired by seed: no seed with both frameworks finished" if n == 0 else
+                              "paired by seed: one seed pair gives no interval"}
     diff = a - b
     if np.ptp(diff) == 0:  # e.g. bit-identical frameworks: a constant difference decides
         inside = abs(float(diff[0])) < delta
-        part |= {"verdict": REPRODUCED if inside else NOT_REPRODUCED, "sd": 0.0,
-                 "mean_difference": float(diff[0]), "p_value": 0.0 if inside else math.nan,
-                 "why": f"the difference is {pts(float(diff[0]))} for all {len(a)} seeds"}
-        return _finish(claim, [part], f"{claim.arm}, {first} vs {second} within "
-                       f"{claim.margin:.2f} points, {reading} reading")
+        return part | {"verdict": REPRODUCED if inside else NOT_REPRODUCED, "sd": 0.0,
+                       "mean_difference": float(diff[0]),
+                       "p_value": 0.0 if inside else math.nan,
+                       "why": f"paired by seed, the difference is {pts(float(diff[0]))} for all "
+                              f"{n} seeds"}
     tost = _quiet(stats.tost_paired, a, b, delta, ALPHA)
     interval = _quiet(stats.paired_difference, a, b)
     mean, sd = float(diff.mean()), float(diff.std(ddof=1))
@@ -300,22 +310,85 @@ def decide_equivalence(claim: Claim, protocol: Protocol, table, reading) -> Verd
              "sd": sd, "ci90": tost.ci.to_dict(), "difference": interval.to_dict(),
              "tost_p": tost.p_value}
     if tost.equivalent:
-        part |= {"verdict": REPRODUCED, "p_value": tost.p_value,
-                 "why": f"mean difference {pts(mean)} over {len(a)} seeds, 90% interval "
-                        f"[{pts(tost.ci.low)}, {pts(tost.ci.high)}] inside +-"
-                        f"{100 * delta:.2f}"}
-    elif not interval.contains(0.0) and abs(mean) > delta:
-        part |= {"verdict": NOT_REPRODUCED,
-                 "why": f"mean difference {pts(mean)} over {len(a)} seeds exceeds the margin "
-                        f"{100 * delta:.2f}; 95% interval [{pts(interval.low)}, "
-                        f"{pts(interval.high)}]"}
-    else:
-        needed = _quiet(stats.seeds_needed, sd if sd > 0 else 1e-9, delta, mean)
-        part |= {"verdict": INCONCLUSIVE,
-                 "more_seeds": None if needed is None else max(needed - len(a), 1),
-                 "why": f"mean difference {pts(mean)} over {len(a)} seeds, 90% interval "
-                        f"[{pts(tost.ci.low)}, {pts(tost.ci.high)}]"}
-    return _finish(claim, [part], f"{claim.arm}, {first} vs {second} within "
+        return part | {"verdict": REPRODUCED, "p_value": tost.p_value,
+                       "why": f"paired by seed, mean difference {pts(mean)} over {n} seeds, 90% "
+                              f"interval [{pts(tost.ci.low)}, {pts(tost.ci.high)}] inside +-"
+                              f"{100 * delta:.2f}"}
+    if not interval.contains(0.0) and abs(mean) > delta:
+        return part | {"verdict": NOT_REPRODUCED,
+                       "why": f"paired by seed, mean difference {pts(mean)} over {n} seeds "
+                              f"exceeds the margin {100 * delta:.2f}; 95% interval "
+                              f"[{pts(interval.low)}, {pts(interval.high)}]"}
+    needed = _quiet(stats.seeds_needed, sd if sd > 0 else 1e-9, delta, mean)
+    return part | {"verdict": INCONCLUSIVE,
+                   "more_seeds": None if needed is None else max(needed - n, 1),
+                   "why": f"paired by seed, mean difference {pts(mean)} over {n} seeds, 90% "
+                          f"interval [{pts(tost.ci.low)}, {pts(tost.ci.high)}]"}
+
+
+def welch_equivalence_part(a: np.ndarray, b: np.ndarray, delta: float,
+                           names: tuple[str, str]) -> dict:
+    """Welch TOST of mean(a) - mean(b) within +- delta: independent groups, all runs of each."""
+    n_a, n_b = len(a), len(b)
+    part: dict[str, Any] = {"test": "Welch TOST", "n_a": n_a, "n_b": n_b, "margin": delta}
+    runs = f"{n_a} {names[0]} and {n_b} {names[1]} runs"
+    if min(n_a, n_b) < 2:  # no variance for a group: no power calculation either
+        missing = [name for name, n in zip(names, (n_a, n_b), strict=True) if n == 0]
+        return part | {"verdict": INCONCLUSIVE, "more_seeds": None,
+                       "why": f"unpaired: no finished runs yet of {' and '.join(missing)}"
+                              if missing else f"unpaired: {runs}; the Welch interval needs at "
+                              "least 2 runs of each"}
+    mean = float(a.mean() - b.mean())
+    part |= {"mean_a": float(a.mean()), "mean_b": float(b.mean()), "mean_difference": mean}
+    if np.ptp(a) == 0 and np.ptp(b) == 0:  # no spread in either: the difference of values decides
+        inside = abs(mean) < delta
+        return part | {"verdict": REPRODUCED if inside else NOT_REPRODUCED, "sd_a": 0.0,
+                       "sd_b": 0.0, "p_value": 0.0 if inside else math.nan,
+                       "why": f"unpaired, every run gives the same accuracy within each "
+                              f"framework ({runs}): the difference is {pts(mean)}"}
+    tost = _quiet(stats.tost_welch, a, b, delta, ALPHA)
+    interval = _quiet(stats.welch_difference, a, b)
+    sd_a, sd_b = float(a.std(ddof=1)), float(b.std(ddof=1))
+    part |= {"sd_a": sd_a, "sd_b": sd_b, "ci90": tost.ci.to_dict(),
+             "difference": interval.to_dict(), "tost_p": tost.p_value}
+    if tost.equivalent:
+        return part | {"verdict": REPRODUCED, "p_value": tost.p_value,
+                       "why": f"unpaired (Welch), mean difference {pts(mean)} between {runs}, "
+                              f"90% interval [{pts(tost.ci.low)}, {pts(tost.ci.high)}] inside +-"
+                              f"{100 * delta:.2f}"}
+    if not interval.contains(0.0) and abs(mean) > delta:
+        return part | {"verdict": NOT_REPRODUCED,
+                       "why": f"unpaired (Welch), mean difference {pts(mean)} between {runs} "
+                              f"exceeds the margin {100 * delta:.2f}; 95% interval "
+                              f"[{pts(interval.low)}, {pts(interval.high)}]"}
+    # the same number of runs per framework is assumed: `needed` runs of each, so the framework
+    # with fewer runs sets how many more each needs
+    needed = _quiet(stats.seeds_needed_welch, sd_a, sd_b, delta, mean)
+    return part | {"verdict": INCONCLUSIVE,
+                   "more_seeds": None if needed is None else max(needed - min(n_a, n_b), 1),
+                   "why": f"unpaired (Welch), mean difference {pts(mean)} between {runs} (sd "
+                          f"{100 * sd_a:.2f} and {100 * sd_b:.2f} points), 90% interval "
+                          f"[{pts(tost.ci.low)}, {pts(tost.ci.high)}]"}
+
+
+def decide_equivalence(claim: Claim, protocol: Protocol, table, reading) -> Verdict:
+    """Every pair of the claim's frameworks, in its order: paired by seed between frameworks that
+    pair (our ports), unpaired (Welch) where one is in UNPAIRED_FRAMEWORKS."""
+    frameworks = _frameworks(claim, protocol)
+    column = reading_column(reading)
+    delta = claim.margin / 100
+    parts = []
+    for first, second in itertools.combinations(frameworks, 2):
+        a = _values(table, claim.arm, first, column)
+        b = _values(table, claim.arm, second, column)
+        part: dict[str, Any] = {"framework": f"{first} - {second}"}
+        if pairs_by_seed(first, second):
+            va, vb, seeds = _paired(a, b)
+            part |= {"seeds": seeds} | paired_equivalence_part(va, vb, delta)
+        else:
+            part |= welch_equivalence_part(a.to_numpy(), b.to_numpy(), delta, (first, second))
+        parts.append(part)
+    return _finish(claim, parts, f"{claim.arm}, {' vs '.join(frameworks)} within "
                    f"{claim.margin:.2f} points, {reading} reading")
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from audit import verdict
+from audit import stats, verdict
 from audit.protocol import parse
 
 PROTOCOL = {
@@ -179,3 +179,80 @@ def test_identical_seeds_decide_by_their_value():
     assert decide("value", {("transfg", "torch"): [0.917] * 3}).verdict == "reproduced"
     assert decide("comparison", {("transfg", "torch"): list(BASE + 0.01),
                                  ("vit", "torch"): same}).verdict == "reproduced"
+
+
+# ------------------------------------------------------------------ three frameworks: official
+
+THREE = parse(PROTOCOL | {
+    "frameworks": ["torch", "jittor", "official"],
+    "claims": [{"id": "three", "kind": "equivalence", "text": "t", "arm": "transfg",
+                "frameworks": ["torch", "jittor", "official"], "margin": 0.5}]},
+    "verdict-three.toml")
+OFFICIAL_SEEDS = [f"seed {k}" for k in range(100, 107)]  # none of them is one of our seeds
+
+
+def decide_three(official: np.ndarray) -> verdict.Verdict:
+    """Our ports paired by seed (BASE and BASE + NOISE), the official runs on other seeds."""
+    ours = table({("transfg", "torch"): list(BASE), ("transfg", "jittor"): list(BASE + NOISE)})
+    theirs = table({("transfg", "official"): list(official)})
+    theirs["seed"] = OFFICIAL_SEEDS[:len(official)]
+    return verdict.decide_equivalence(THREE.claims[0], THREE, pd.concat([ours, theirs]), "final")
+
+
+def test_equivalence_over_three_frameworks_tests_every_pair_official_unpaired():
+    official = np.random.default_rng(2).normal(BASE.mean(), 0.003, size=7)
+    v = decide_three(official)
+    parts = {p["framework"]: p for p in v.parts}
+    assert list(parts) == ["torch - jittor", "torch - official", "jittor - official"]
+    ports = parts["torch - jittor"]
+    assert ports["test"] == "paired TOST" and ports["pairs"] == 5
+    assert ports["seeds"] == [f"seed {i}" for i in range(5)]
+    assert "paired by seed" in ports["why"] and "unpaired" not in ports["why"]
+    assert ports["tost_p"] == pytest.approx(stats.tost_paired(BASE, BASE + NOISE, 0.005).p_value)
+    for name, ours in [("torch", BASE), ("jittor", BASE + NOISE)]:
+        part = parts[f"{name} - official"]
+        assert part["test"] == "Welch TOST" and "unpaired" in part["why"]
+        # every official run is used although no official seed matches one of ours
+        assert (part["n_a"], part["n_b"]) == (5, 7)
+        assert part["sd_b"] == pytest.approx(np.std(official, ddof=1))
+        assert part["mean_difference"] == pytest.approx(ours.mean() - official.mean())
+        assert part["tost_p"] == pytest.approx(stats.tost_welch(ours, official, 0.005).p_value)
+        assert {"margin", "ci90", "difference", "sd_a"} <= set(part)
+    assert [p["verdict"] for p in v.parts] == ["reproduced"] * 3 and v.verdict == "reproduced"
+    assert v.p_value == max(p["p_value"] for p in v.parts)  # what Holm over the report reads
+
+
+@pytest.mark.parametrize("official,expected", [
+    (BASE.mean() - 0.02 + np.array([0.001, -0.002, 0.0, 0.002]), "not reproduced"),
+    (BASE.mean() + np.array([0.012, -0.010, 0.004, -0.006]), "inconclusive"),
+])
+def test_one_failing_official_pair_decides_the_claim_as_combine_does(official, expected):
+    v = decide_three(official)
+    verdicts = [p["verdict"] for p in v.parts]
+    assert verdicts == ["reproduced", expected, expected]  # the ports agree; the official does not
+    assert v.verdict == verdict.combine(verdicts) == expected, v.sentence
+    if expected == "inconclusive":
+        part = v.parts[1]
+        needed = stats.seeds_needed_welch(part["sd_a"], part["sd_b"], 0.005,
+                                          part["mean_difference"])
+        assert part["more_seeds"] == needed - 4  # brings the 4 official runs up to `needed`
+        assert v.more_seeds == max(p["more_seeds"] for p in v.parts[1:])
+        assert "more seed" in v.sentence
+
+
+@pytest.mark.parametrize("official,why", [
+    ([], "no finished runs yet of official"),
+    ([0.882], "at least 2 runs"),
+])
+def test_too_few_official_runs_leave_their_pairs_inconclusive(official, why):
+    v = decide_three(np.array(official))
+    assert [p["verdict"] for p in v.parts] == ["reproduced", "inconclusive", "inconclusive"]
+    assert all(why in p["why"] and p["more_seeds"] is None for p in v.parts[1:])
+    assert v.verdict == "inconclusive"
+
+
+def test_which_frameworks_pair_by_seed_is_one_explicit_rule():
+    assert verdict.UNPAIRED_FRAMEWORKS == {"official"}
+    assert verdict.pairs_by_seed("torch", "jittor") and verdict.pairs_by_seed("jittor", "torch")
+    assert not verdict.pairs_by_seed("torch", "official")
+    assert not verdict.pairs_by_seed("official", "jittor")
