@@ -91,7 +91,8 @@ def test_audit_runs_the_official_code_beside_ours_and_reports_every_pair(tmp_pat
     assert read_json(official / "status.json")["status"] == "finished"
 
     out = tmp_path / "report"
-    done = audit("report", protocol, "--store", store, "-o", out, "--format", "html,json")
+    done = audit("report", protocol, "--data-root", data, "--weights", weights, "--official",
+                 checkout, "--store", store, "-o", out, "--format", "html,json")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads((out / "official-e2e.json").read_text())
     (claim,) = report["verdicts"]
