@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
                                               "group, or 1 on CPU)")
     run.add_argument("--retry-failed", action="store_true",
                      help="run failed and diverged runs again (from their last checkpoint)")
+    run.add_argument("--keep-corrupt", action="store_true",
+                     help="leave corrupt runs as they are (by default their folders are moved "
+                          "into <store>/.damaged/ and the runs run again)")
     run.add_argument("--partition", help="slurm: partition")
     run.add_argument("--time", type=int, default=24 * 60, metavar="MINUTES",
                      help="slurm: time limit per job in minutes (default 1440)")
@@ -136,6 +139,19 @@ def _seeds(text: str) -> list[int]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        return dispatch(args)
+    except Exception as error:
+        from transfg.data.readers import DatasetError
+        from transfg.run_files import RunFileError
+
+        if isinstance(error, RunFileError | DatasetError):  # a file to fix, not a bug: no trace
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        raise
+
+
+def dispatch(args: argparse.Namespace) -> int:
     if args.command == "doctor":
         from audit import doctor
 
@@ -264,7 +280,11 @@ def report(args: argparse.Namespace) -> int:
         print(path)
     for item in context["summary"]:
         print(f"  {item['verdict']:<15} {item['protocol']}: {item['id']}", file=sys.stderr)
-    return 0
+    corrupt = [c for section in context["sections"] for c in section["corrupt"]]
+    for c in corrupt:  # written into the report too; the exit status says it is incomplete
+        print(f"corrupt, left out: {c['label']}: {c['problem']} (`audit run` runs it again)",
+              file=sys.stderr)
+    return 1 if corrupt else 0
 
 
 def matrix_command(args: argparse.Namespace) -> int:
@@ -291,28 +311,31 @@ def matrix_command(args: argparse.Namespace) -> int:
                     args.smoke)
     subset = {k: getattr(args, k, None) for k in ("arms", "frameworks", "seeds")}
     try:
+        # plan and status exit 1 when a run is corrupt: they show it, the store needs repair
         if args.command == "status" and not protocols:
             rows = runner.store_rows(store)
             if args.json:
                 print(json.dumps(rows, indent=2))
             else:
                 runner.print_store_status(rows)
-            return 0
+            return 1 if any(r["state"] == "corrupt" for r in rows) else 0
         if args.command in ("plan", "status"):
             rows = runner.matrix(store, protocols, inputs, **subset)
             if args.json if args.command == "status" else False:
                 print(json.dumps([{"protocol": r.run.protocol, "arm": r.run.arm,
                                    "framework": r.run.framework, "seed": r.run.seed,
                                    "run_id": r.run.run_id, "state": r.state,
-                                   "missing": r.run.missing, "result": r.result}
+                                   "missing": r.run.missing, "result": r.result,
+                                   "problem": r.problem, "notes": r.notes}
                                   for r in rows], indent=2))
             else:
                 runner.print_plan(rows, protocols)
-            return 0
+            return 1 if any(r.state == "corrupt" for r in rows) else 0
         slurm = {"partition": args.partition, "time_minutes": args.time,
                  "account": args.account, "cpus": args.cpus, "gpus": args.gpus}
         return runner.run(store, protocols, inputs, **subset, executor=args.executor,
-                          jobs=args.jobs, retry_failed=args.retry_failed, slurm=slurm,
+                          jobs=args.jobs, retry_failed=args.retry_failed,
+                          keep_corrupt=args.keep_corrupt, slurm=slurm,
                           wait=not args.no_wait)
     except (PlanError, DatasetError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)

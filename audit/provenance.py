@@ -24,7 +24,7 @@ from importlib import metadata
 from pathlib import Path
 
 from transfg.jittor_env import SITE_VARIABLE
-from transfg.run_files import read_json, write_json
+from transfg.run_files import RunFileError, read_provenance, write_json
 
 PACKAGES = ("transfg-audit", "jittor", "torch", "numpy", "scipy", "pandas", "pillow", "jinja2",
             "weasyprint", "submitit")
@@ -99,8 +99,16 @@ def machine() -> dict:
 
 
 def start(run_dir: Path, spec: dict, command: list[str], fingerprints: dict) -> None:
-    previous = read_json(run_dir / "provenance.json") if (run_dir / "provenance.json").exists() \
-        else {}
+    """Record a new attempt. An earlier provenance.json that cannot be read (a write cut short
+    on a filesystem without atomic renames, an edit) is kept as provenance.damaged.json, and the
+    record starts again with a note saying so."""
+    path = run_dir / "provenance.json"
+    try:
+        previous = read_provenance(run_dir) if path.exists() else {}
+        note = None
+    except RunFileError as error:
+        os.replace(path, run_dir / "provenance.damaged.json")
+        previous, note = {}, f"{error}; kept as provenance.damaged.json, earlier attempts lost"
     attempts = previous.get("attempts", [])
     site = os.environ.get(SITE_VARIABLE) if spec["framework"] == "jittor" else None
     attempts.append({"started": time.time(), "command": shlex.join(command),
@@ -111,11 +119,12 @@ def start(run_dir: Path, spec: dict, command: list[str], fingerprints: dict) -> 
         "code": code(), "packages": packages(site), "machine": machine(),
         "fingerprints": fingerprints, "framework": spec["framework"],
         "devices": spec["devices"], "attempts": attempts,
-        "compute_seconds": previous.get("compute_seconds", 0.0)})
+        "compute_seconds": previous.get("compute_seconds", 0.0)}
+        | ({"note": note} if note else {}))
 
 
 def finish(run_dir: Path, status: str, wall_seconds: float, devices: int) -> None:
-    data = read_json(run_dir / "provenance.json")
+    data = read_provenance(run_dir)
     data["attempts"][-1] |= {"ended": time.time(), "wall_seconds": wall_seconds,
                              "status": status}
     data["compute_seconds"] = data.get("compute_seconds", 0.0) + wall_seconds * devices

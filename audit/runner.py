@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from audit.plan import FINGERPRINTS, Inputs, PlannedRun, plan
 from audit.protocol import Protocol
@@ -17,6 +17,8 @@ class Row:
     run: PlannedRun
     state: str  # a store state, or "unavailable" (an input is missing)
     result: dict | None
+    problem: str | None = None  # corrupt: the file and what is wrong
+    notes: list[str] = field(default_factory=list)  # a done run's status.json that disagrees
 
 
 def matrix(store: Store, protocols: list[Protocol], inputs: Inputs, arms=None, frameworks=None,
@@ -33,7 +35,8 @@ def matrix(store: Store, protocols: list[Protocol], inputs: Inputs, arms=None, f
             rows.append(Row(run, "missing", None))
         else:
             summary = summaries[run.run_id]
-            rows.append(Row(run, summary["state"], summary["result"]))
+            rows.append(Row(run, summary["state"], summary["result"], summary.get("problem"),
+                            summary.get("notes") or []))
     return rows
 
 
@@ -123,11 +126,23 @@ def print_plan(rows: list[Row], protocols: list[Protocol], out=None) -> None:
     unavailable = {r.run.missing for r in rows if r.state == "unavailable"}
     for reason in sorted(unavailable):
         print(f"unavailable: {reason}", file=out)
+    print_problems(rows, out)
 
 
-def work_items(rows: list[Row], retry_failed: bool) -> list[dict]:
+def print_problems(rows: list[Row], out) -> None:
+    """Each corrupt run with its file and what is wrong, and each note about a done run."""
+    for row in rows:
+        if row.state == "corrupt":
+            print(f"corrupt: {row.run.label}: {row.problem} (`audit run` moves it aside and "
+                  "runs it again)", file=out)
+        for note in row.notes:
+            print(f"note: {note} (`audit run` rewrites status.json)", file=out)
+
+
+def work_items(rows: list[Row], retry_failed: bool, keep_corrupt: bool = False) -> list[dict]:
     """Runs to execute, each once (two protocols may share a run)."""
-    wanted = {"missing", "interrupted"} | ({"failed", "diverged"} if retry_failed else set())
+    wanted = {"missing", "interrupted"} | ({"failed", "diverged"} if retry_failed else set()) \
+        | (set() if keep_corrupt else {"corrupt"})
     items, seen = [], set()
     for row in rows:
         if row.state not in wanted or row.run.run_id in seen:
@@ -137,6 +152,8 @@ def work_items(rows: list[Row], retry_failed: bool) -> list[dict]:
         fingerprints = {"data": FINGERPRINTS.of_data(spec.dataset, spec.data_root, spec.subset),
                         "weights_sha256": FINGERPRINTS.of_weights(spec.weights)
                         if spec.weights else None}
+        if spec.framework == "official":  # in the run id too (store.check_identity)
+            fingerprints["official_commit"] = FINGERPRINTS.of_official(spec.official_checkout)
         items.append({"run_id": row.run.run_id, "spec": spec.to_dict(),
                       "fingerprints": fingerprints, "label": row.run.label})
     return items
@@ -144,12 +161,21 @@ def work_items(rows: list[Row], retry_failed: bool) -> list[dict]:
 
 def run(store: Store, protocols: list[Protocol], inputs: Inputs, *, arms=None, frameworks=None,
         seeds=None, executor: str = "local", jobs: int | None = None, retry_failed=False,
-        slurm: dict | None = None, wait: bool = True, out=None) -> int:
+        keep_corrupt=False, slurm: dict | None = None, wait: bool = True, out=None) -> int:
+    """Run what the matrix still needs; exit status 1 when, at the end, any of its runs is
+    failed, diverged, corrupt or interrupted (now or from an earlier `audit run`)."""
     out = out or sys.stderr
     from audit.executors.progress import Reporter
 
     rows = matrix(store, protocols, inputs, arms, frameworks, seeds)
-    items = work_items(rows, retry_failed)
+    for row in rows:
+        if row.state == "done" and row.notes:
+            inspection = store.inspect(row.run.run_id)
+            if inspection.state == "done" and inspection.notes:
+                store.repair_status(row.run.run_id, inspection)
+                print(f"repaired: {'; '.join(inspection.notes)} (status.json rewritten from "
+                      "result.json)", file=out)
+    items = work_items(rows, retry_failed, keep_corrupt)
     states = counts(rows)
     print(f"{len(rows)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
           + f"; {len(items)} to run", file=out)
@@ -163,7 +189,7 @@ def run(store: Store, protocols: list[Protocol], inputs: Inputs, *, arms=None, f
         reporter = Reporter(len(items), len(slots(devices, jobs)) if items else 1, out)
         try:
             outcomes = run_local(store, items, jobs=jobs, retry_failed=retry_failed,
-                                 reporter=reporter)
+                                 keep_corrupt=keep_corrupt, reporter=reporter)
         finally:
             reporter.close()
     elif executor in ("slurm", "submitit-local"):
@@ -176,7 +202,9 @@ def run(store: Store, protocols: list[Protocol], inputs: Inputs, *, arms=None, f
         if not options.get("gpus"):  # each job gets the GPUs its run needs
             options["gpus"] = max((i["spec"]["devices"] for i in items), default=1)
         submitter = slurm_executor.make_executor(store, cluster=cluster, **options)
-        jobs_submitted = slurm_executor.submit(submitter, store, items)
+        jobs_submitted = slurm_executor.submit(submitter, store, items,
+                                               retry_failed=retry_failed,
+                                               keep_corrupt=keep_corrupt)
         for item, job in jobs_submitted:
             print(f"submitted job {job.job_id}: {item['label']} ({item['run_id']})", file=out)
         if not wait:
@@ -190,14 +218,37 @@ def run(store: Store, protocols: list[Protocol], inputs: Inputs, *, arms=None, f
             reporter.close()
     else:
         raise ValueError(f"executor {executor!r}; allowed: local, slurm, submitit-local")
-    after = counts(matrix(store, protocols, inputs, arms, frameworks, seeds))
-    bad = [o for o in outcomes if o.state in ("failed", "diverged", "interrupted")]
+    return finish(store, protocols, inputs, outcomes, started, out,
+                  arms=arms, frameworks=frameworks, seeds=seeds)
+
+
+BAD_STATES = ("failed", "diverged", "corrupt", "interrupted")
+
+
+def finish(store: Store, protocols, inputs, outcomes, started: float, out, **subset) -> int:
+    """The matrix after the run: what happened now, what is still wrong (now or from before),
+    and the exit status (1 when anything is)."""
+    rows = matrix(store, protocols, inputs, **subset)
     print(f"finished in {_duration(time.monotonic() - started)}: "
-          + ", ".join(f"{n} {s}" for s, n in sorted(after.items())), file=out)
-    for outcome in bad:
-        print(f"  {outcome.state}: {outcome.run_id}: {outcome.message}  "
-              f"(see {store.path(outcome.run_id) / 'log.txt'})", file=out)
-    return 1 if bad else 0
+          + ", ".join(f"{n} {s}" for s, n in sorted(counts(rows).items())), file=out)
+    told = set()
+    for outcome in outcomes:
+        if outcome.state in BAD_STATES:
+            print(f"  {outcome.state}: {outcome.run_id}: {outcome.message}  "
+                  f"(see {store.path(outcome.run_id) / 'log.txt'})", file=out)
+        elif outcome.state == "skipped-corrupt":
+            print(f"  left corrupt (--keep-corrupt): {outcome.message}", file=out)
+        elif "moved aside" in outcome.message:
+            print(f"  repaired ({outcome.state}): {outcome.message}", file=out)
+        told.add(outcome.run_id)
+    still = [row for row in rows if row.state in BAD_STATES]
+    for row in still:
+        if row.run.run_id not in told:
+            print(f"  {row.state} (earlier): {row.run.label}: {row.run.run_id}"
+                  + (f": {row.problem}" if row.problem else "")
+                  + ("  (--retry-failed runs it again)" if row.state in ("failed", "diverged")
+                     else ""), file=out)
+    return 1 if still or any(o.state in BAD_STATES for o in outcomes) else 0
 
 
 # ------------------------------------------------------------------------------------ status
@@ -216,7 +267,8 @@ def store_rows(store: Store) -> list[dict]:
             "steps": labels.get("steps"), "final_accuracy": (result or {}).get("final_accuracy"),
             "best_accuracy": (result or {}).get("best_accuracy"),
             "images_per_s": (result or {}).get("images_per_s"),
-            "message": status.get("message") or None})
+            "message": status.get("message") or None, "problem": summary.get("problem"),
+            "notes": summary.get("notes") or []})
     return rows
 
 
@@ -236,3 +288,9 @@ def print_store_status(rows: list[dict], out=None) -> None:
         total[r["state"]] = total.get(r["state"], 0) + 1
     print(f"{len(rows)} runs: " + (", ".join(f"{n} {s}" for s, n in sorted(total.items()))
                                    or "none"), file=out)
+    for r in rows:
+        if r["state"] == "corrupt":
+            print(f"corrupt: {r['problem']} (`audit run` moves it aside and runs it again)",
+                  file=out)
+        for note in r["notes"]:
+            print(f"note: {note} (`audit run` rewrites status.json)", file=out)

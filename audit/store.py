@@ -1,7 +1,7 @@
 """The run store: one folder per run (`runs/<run id>/`), the only interface between the runner and
 training (DESIGN.md). Files in a run folder: spec.json, provenance.json, status.json,
 metrics.jsonl, eval-<step>.npz, checkpoints/, log.txt, output.txt (the process's terminal output),
-result.json, and `lock`.
+result.json, and `lock`; transfg/run_files.py reads and checks each.
 
 Claiming: a run is claimed by an exclusive `flock` on its `lock` file, held by the runner and
 inherited by the training process it starts. The kernel drops the lock when the last holder
@@ -10,24 +10,50 @@ kernel's: a lock whose holders are all dead is free), and a training process tha
 runner keeps the run claimed until it ends. `lock` also records who holds it, for people.
 Works on local disks and on NFS mounts with working locks (Linux NFS maps flock to POSIX locks).
 
-Run states: done (result.json and status finished), running (claimed), failed, diverged,
-interrupted (started, not running, not finished), missing (no folder or nothing started).
+Run states (`inspect`), one integrity rule:
+- done: result.json passes its checks (fields, types, accuracies in [0, 1], consistent with its
+  evaluations), the predictions of its final and best evaluations (eval-<step>.npz, which the
+  paired tests read) pass theirs, and spec.json still hashes, with the fingerprints in
+  provenance.json, to the folder's run id. A status.json that disagrees is then only a note
+  (`audit run` rewrites it).
+- corrupt: a result.json that fails those checks, a status.json that is unreadable or says
+  finished without a result, or damage the training process found when it resumed (a status
+  with `damaged`): the file and what is wrong are in `problem`. `audit run` moves the folder
+  aside into `.damaged/` (never deletes it) and runs the run again.
+- running (claimed), failed, diverged, interrupted (started, not running, not finished), missing
+  (no folder, or nothing started).
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import socket
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from transfg.run_files import read_json, write_json
+from transfg.run_files import (
+    RunFileError,
+    load_object,
+    read_eval,
+    read_provenance,
+    read_result,
+    read_status,
+    write_json,
+)
+from transfg.spec import read_spec
 
-STATES = ("done", "running", "interrupted", "failed", "diverged", "missing")
+STATES = ("done", "running", "interrupted", "failed", "diverged", "corrupt", "missing")
 SUMMARY = ".summaries.json"  # a cache of finished runs' results and labels (see `summaries`)
+SUMMARY_VERSION = 3
+DAMAGED = ".damaged"  # where corrupt run folders are moved aside
+# The files a finished run's summary is made of (and the eval files its result names): a cached
+# summary is used only while none of them has changed since (see `file_keys`).
+SUMMARISED = ("result.json", "spec.json", "status.json", "provenance.json")
 RESULT_KEYS = ("final_accuracy", "final_step", "best_accuracy", "best_step", "correct",
                "test_images", "train_images", "steps", "effective_batch", "images_per_s")
 
@@ -93,39 +119,80 @@ class Store:
             os.close(fd)
 
     # ----------------------------------------------------------------------------- state
-    def state(self, run_id: str) -> str:
+    def inspect(self, run_id: str) -> Inspection:
+        """The run's state by the integrity rule of the module docstring."""
         folder = self.path(run_id)
-        if not folder.exists():
-            return "missing"
-        if (folder / "result.json").exists() and self._status(folder) == "finished":
-            return "done"
-        if self.is_claimed(run_id):
-            return "running"
-        status = self._status(folder)
-        if status in ("failed", "diverged"):
-            return status
-        if status is None and not (folder / "metrics.jsonl").exists():
-            return "missing"
-        return "interrupted"
-
-    @staticmethod
-    def _status(folder: Path) -> str | None:
+        if not folder.is_dir():
+            return Inspection("missing")
         try:
-            return read_json(folder / "status.json").get("status")
-        except (FileNotFoundError, ValueError):
-            return None
+            status, status_problem = read_status(folder), None
+        except RunFileError as error:
+            status, status_problem = {}, str(error)
+            if error.reason == "missing":
+                status_problem = None
+        if (folder / "result.json").exists():
+            try:
+                result = read_result(folder)
+                check_identity(folder, run_id)
+                for name in evidence_files(result):
+                    step = int(name.removeprefix("eval-").removesuffix(".npz"))
+                    total = next(e["total"] for e in result["evaluations"] if e["step"] == step)
+                    read_eval(folder, step, total)
+            except RunFileError as error:
+                return Inspection("corrupt", status=status, problem=str(error))
+            notes = [status_problem] if status_problem else []
+            if status and status["status"] != "finished":
+                notes.append(f"run {run_id}: status.json says {status['status']}, but "
+                             "result.json is complete")
+            return Inspection("done", result, status, notes=notes)
+        if self.is_claimed(run_id):
+            return Inspection("running", status=status)
+        if status_problem:
+            return Inspection("corrupt", problem=status_problem)
+        state = status.get("status")
+        if status.get("damaged"):
+            return Inspection("corrupt", status=status, problem=status.get("message"))
+        if state == "finished":
+            return Inspection("corrupt", status=status, problem=f"run {run_id}: result.json: "
+                              "missing, although status.json says the run finished")
+        if state in ("failed", "diverged"):
+            return Inspection(state, status=status)
+        if state is None and not (folder / "metrics.jsonl").exists():
+            return Inspection("missing")
+        return Inspection("interrupted", status=status)
+
+    def state(self, run_id: str) -> str:
+        return self.inspect(run_id).state
 
     def status(self, run_id: str) -> dict:
+        """status.json, or {} where it is missing or damaged (`inspect` says which)."""
         try:
-            return read_json(self.path(run_id) / "status.json")
-        except (FileNotFoundError, ValueError):
+            return read_status(self.path(run_id))
+        except RunFileError:
             return {}
 
     def result(self, run_id: str) -> dict | None:
-        try:
-            return read_json(self.path(run_id) / "result.json")
-        except (FileNotFoundError, ValueError):
-            return None
+        """The checked result.json of a done run, or None."""
+        inspection = self.inspect(run_id)
+        return inspection.result if inspection.state == "done" else None
+
+    def move_aside(self, run_id: str, reason: str) -> Path:
+        """Move a corrupt run's folder into `.damaged/` (kept for people to look at; the run
+        starts again from nothing) with the reason beside it; returns where it went."""
+        target = self.root / DAMAGED / f"{run_id}-{time.strftime('%Y%m%dT%H%M%S')}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        while target.exists():
+            target = target.with_name(target.name + "+")
+        os.rename(self.path(run_id), target)
+        (target / "DAMAGED.txt").write_text(reason + "\n")
+        return target
+
+    def repair_status(self, run_id: str, inspection: Inspection) -> None:
+        """A done run whose status.json is damaged or disagrees: rewrite it from result.json."""
+        write_json(self.path(run_id) / "status.json",
+                   {"status": "finished", "step": inspection.result["steps"],
+                    "message": "status rewritten from result.json by the runner",
+                    "updated": time.time(), "pid": os.getpid()})
 
     # ----------------------------------------------------------------------------- writing
     def prepare(self, run_id: str, spec_dict: dict) -> Path:
@@ -142,51 +209,87 @@ class Store:
 
     def _labels(self, run_id: str) -> dict:
         try:
-            spec = json.loads((self.path(run_id) / "spec.json").read_text())
-        except (FileNotFoundError, ValueError):
+            spec = load_object(self.path(run_id) / "spec.json")
+        except RunFileError:
             return {}
-        notes = spec.get("notes") or {}
+        notes = spec.get("notes") if isinstance(spec.get("notes"), dict) else {}
+        train = spec.get("train") if isinstance(spec.get("train"), dict) else {}
         return {"protocol": notes.get("protocol"), "arm": notes.get("arm"),
                 "seed": notes.get("seed"), "framework": spec.get("framework"),
-                "steps": (spec.get("train") or {}).get("steps")}
+                "steps": train.get("steps")}
+
+    def file_keys(self, run_id: str, names) -> dict[str, list[int] | None]:
+        """Per file: inode, size, and modification and change times in nanoseconds. Any write
+        changes the change time, which no user can set back, so equal keys mean an unchanged
+        file (a copied store has new keys everywhere: it is read once more)."""
+        folder = str(self.path(run_id))
+        keys = {}
+        for name in names:
+            try:
+                st = os.stat(os.path.join(folder, name))
+                keys[name] = [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+            except OSError:
+                keys[name] = None
+        return keys
+
+    def _cache(self) -> tuple[dict, bool]:
+        """(the summary cache's entries, whether the file must be rewritten); a damaged cache is
+        dropped, to be rebuilt, with one warning line (one of an older version silently)."""
+        path = self.root / SUMMARY
+        if not path.exists():
+            return {}, False
+        try:
+            data = load_object(path)
+        except RunFileError as error:
+            problem = error.reason
+        else:
+            if data.get("version") != SUMMARY_VERSION:
+                return {}, True
+            runs = data.get("runs")
+            if isinstance(runs, dict) and all(
+                    isinstance(e, dict) and isinstance(e.get("files"), dict)
+                    for e in runs.values()):
+                return runs, False
+            problem = "entries of an unknown shape"
+        print(f"warning: {path}: {problem}; the summary cache is rebuilt from the run folders",
+              file=sys.stderr)
+        return {}, True
 
     def summaries(self, run_ids: list[str] | None = None, labels: bool = True
                   ) -> dict[str, dict]:
-        """{run_id: {"state", "result" (result.json without its evaluations, or None),
-        "status", "labels"}} for many runs at once, fast: a finished run never changes, so its
-        summary is cached in `<store>/.summaries.json`, checked against result.json's mtime and
-        size (one stat per run); the other runs are read live."""
+        """{run_id: {"state", "result" (result.json's RESULT_KEYS, or None), "status",
+        "labels", "problem", "notes"}} for many runs at once. A finished run never changes, so
+        its summary is cached in `<store>/.summaries.json`; a cached summary is used only while
+        none of the files it was made from has changed (`file_keys`) and the summary itself is
+        as it was made (its `seal`), so a damaged or edited cache can cost time but never change
+        a result. The other runs are read live."""
         run_ids = self.run_ids() if run_ids is None else run_ids
-        cache_path = self.root / SUMMARY
-        try:
-            cache = json.loads(cache_path.read_text())
-        except (FileNotFoundError, ValueError):
-            cache = {}
-        out, changed = {}, False
-        root = str(self.root)
+        cache, changed = self._cache()
+        out = {}
         for run_id in run_ids:
-            try:
-                stat = os.stat(os.path.join(root, run_id, "result.json"))
-                key = [stat.st_mtime_ns, stat.st_size]
-            except FileNotFoundError:
-                key = None
             entry = cache.get(run_id)
-            if key is not None and entry is not None and entry["key"] == key:
+            if entry is not None and entry.get("labels") and entry.get("seal") == seal(entry) \
+                    and entry["files"] == self.file_keys(run_id, entry["files"]):
                 out[run_id] = entry
                 continue
-            state = self.state(run_id)
-            result = self.result(run_id) if state == "done" else None
-            entry = {"key": key, "state": state, "status": self.status(run_id),
-                     "result": None if result is None else
-                     {k: result.get(k) for k in RESULT_KEYS},
-                     "labels": self._labels(run_id) if labels else {}}
+            inspection = self.inspect(run_id)
+            names = [*SUMMARISED, *evidence_files(inspection.result)]
+            entry = {"files": self.file_keys(run_id, names), "state": inspection.state,
+                     "status": inspection.status,
+                     "result": None if inspection.result is None else
+                     {k: inspection.result.get(k) for k in RESULT_KEYS},
+                     "labels": self._labels(run_id) if labels else {},
+                     "problem": inspection.problem, "notes": inspection.notes}
+            entry["seal"] = seal(entry)
             out[run_id] = entry
-            if state == "done" and labels:
+            if inspection.state == "done" and labels:
                 cache[run_id] = entry
+                changed = True
+            elif cache.pop(run_id, None) is not None:
                 changed = True
         if changed and self.root.exists():
             try:
-                write_json(cache_path, cache)
+                write_json(self.root / SUMMARY, {"version": SUMMARY_VERSION, "runs": cache})
             except OSError:  # a read-only store: the cache is an optimisation only
                 pass
         return out
@@ -201,3 +304,61 @@ class Store:
             self.summaries([run_id])
         finally:
             os.close(lock)
+
+
+def evidence_files(result: dict | None) -> list[str]:
+    """The eval files the claims read (the final and the best step's predictions): part of a
+    done run. The official code writes none (its counts come from an accuracy)."""
+    if not result or result.get("correct_from_accuracy"):
+        return []
+    return sorted({f"eval-{result['final_step']}.npz", f"eval-{result['best_step']}.npz"})
+
+
+def seal(entry: dict) -> str:
+    """A digest of a summary's content: an entry edited by hand no longer matches it."""
+    content = {k: v for k, v in entry.items() if k != "seal"}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class Inspection:
+    state: str
+    result: dict | None = None  # the checked result.json of a done run
+    status: dict = field(default_factory=dict)
+    problem: str | None = None  # corrupt: the run, the file and what is wrong
+    notes: list[str] = field(default_factory=list)  # a done run's status.json that disagrees
+
+
+class RecordedFingerprints:
+    """The fingerprints a run recorded in provenance.json, in place of computing them again."""
+
+    def __init__(self, recorded: dict, path: Path):
+        self.recorded, self.path = recorded, path
+
+    def _get(self, key: str):
+        if key not in self.recorded:
+            raise RunFileError(self.path, f"fingerprints without {key}")
+        return self.recorded[key]
+
+    def of_data(self, *args) -> str:
+        return self._get("data")
+
+    def of_weights(self, *args) -> str:
+        return self._get("weights_sha256")
+
+    def of_official(self, *args) -> str:
+        return self._get("official_commit")
+
+
+def check_identity(folder: Path, run_id: str) -> None:
+    """spec.json, with the fingerprints provenance.json recorded, must hash to the folder's run
+    id; a spec changed after the run (or the wrong folder) raises RunFileError."""
+    from audit.plan import run_id as run_id_of
+
+    spec = read_spec(folder)
+    provenance = read_provenance(folder)
+    found = run_id_of(spec, RecordedFingerprints(provenance["fingerprints"],
+                                                 folder / "provenance.json"))
+    if found != run_id:
+        raise RunFileError(folder / "spec.json", f"hashes to {found}, not to its folder's run "
+                                                 "id: changed after the run, or moved")

@@ -39,6 +39,7 @@ from scipy import stats as scipy_stats
 
 from audit import stats
 from audit.protocol import Claim, Protocol
+from transfg.run_files import RunFileError
 
 ALPHA = 0.05
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
@@ -233,13 +234,20 @@ def comparison_part(a: np.ndarray, b: np.ndarray, margin: float, rng) -> dict:
 def example_tests(a_runs: pd.Series, b_runs: pd.Series, correct_of: Callable | None, rng
                   ) -> list[dict]:
     """McNemar and a paired bootstrap over test examples, per seed pair (stored predictions), for
-    the first EXAMPLE_PAIRS pairs."""
+    the first EXAMPLE_PAIRS pairs. A pair whose predictions cannot be read is listed with its
+    `problem` (the run, the file and what is wrong), never dropped in silence. `correct_of`
+    raises RunFileError for a missing or damaged eval file."""
     if correct_of is None:
         return []
     out = []
     for seed in sorted(set(a_runs.index) & set(b_runs.index))[:EXAMPLE_PAIRS]:
-        ca, cb = correct_of(a_runs[seed]), correct_of(b_runs[seed])
-        if ca is None or cb is None or len(ca) != len(cb):
+        try:
+            ca, cb = correct_of(a_runs[seed]), correct_of(b_runs[seed])
+        except RunFileError as error:
+            out.append({"seed": seed, "problem": str(error)})
+            continue
+        if len(ca) != len(cb):
+            out.append({"seed": seed, "problem": f"{len(ca)} against {len(cb)} test examples"})
             continue
         mcnemar = stats.mcnemar_exact(ca, cb)
         boot = _quiet(stats.paired_bootstrap_examples, ca, cb, rng, n_resamples=1000)
@@ -270,6 +278,12 @@ def decide_comparison(claim: Claim, protocol: Protocol, table, reading, rng, cor
         part["examples"] = example_tests(_run_ids(table, claim.better, framework, steps),
                                          _run_ids(table, claim.worse, framework, steps),
                                          correct_of, rng)
+        unread = [e for e in part["examples"] if "problem" in e]
+        if unread:
+            part["why"] += (f"; tests over test examples on {len(part['examples']) - len(unread)}"
+                            f" of {len(part['examples'])} seed pairs ("
+                            + "; ".join(f"{e['seed']}: {e['problem']}" for e in unread)
+                            + ")")
         parts.append(part)
     return _finish(claim, parts, f"{claim.better} better than {claim.worse} by at least "
                    f"{claim.margin or 0:.2f} points, {reading} reading")

@@ -83,3 +83,24 @@ def write_results(name: str, payload: dict, table: str, folder: Path = RESULTS) 
     path = folder / f"{name}.md"
     path.write_text(header + table + "\n")
     return path
+
+
+def write_finished_run(store, planned, result: dict, compute_seconds: float = 0.0) -> Path:
+    """A finished run's files as the runner and training write them, for benchmarks on generated
+    stores: spec.json, status.json, result.json and provenance.json with the fingerprints its run
+    id was made from (the store checks a done run's identity with them)."""
+    from audit.plan import FINGERPRINTS
+    from transfg.run_files import write_json
+
+    spec = planned.spec
+    run_dir = store.path(planned.run_id)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "spec.json", spec.to_dict())
+    write_json(run_dir / "status.json", {"status": "finished", "step": spec.train.steps,
+                                         "message": "", "updated": 0, "pid": 1})
+    write_json(run_dir / "result.json", result)
+    fingerprints = {"data": FINGERPRINTS.of_data(spec.dataset, spec.data_root, spec.subset),
+                    "weights_sha256": None}
+    write_json(run_dir / "provenance.json", {"fingerprints": fingerprints, "attempts": [],
+                                             "compute_seconds": compute_seconds})
+    return run_dir

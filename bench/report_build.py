@@ -17,14 +17,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS, median_seconds, write_results
+from common import RESULTS, median_seconds, write_finished_run, write_results
 
 from audit import runner
 from audit.plan import Inputs
 from audit.protocol import load
 from audit.report import model, render
 from audit.store import Store
-from transfg.run_files import write_json
 
 PROTOCOL = """
 version = 1
@@ -93,14 +92,11 @@ def generate(folder: Path, runs: int) -> Path:
         correct = int(right.sum())
         evals = [{"step": s, "accuracy": correct / TEST_IMAGES, "correct": correct,
                   "total": TEST_IMAGES} for s in range(100, 10001, 100)]
-        write_json(run_dir / "spec.json", planned.spec.to_dict())
-        write_json(run_dir / "status.json", {"status": "finished", "step": 10000})
-        write_json(run_dir / "result.json", {
+        write_finished_run(store, planned, {
             "final_accuracy": correct / TEST_IMAGES, "final_step": 10000,
             "best_accuracy": correct / TEST_IMAGES, "best_step": 10000, "correct": correct,
             "test_images": TEST_IMAGES, "evaluations": evals, "steps": 10000,
-            "effective_batch": 64, "images_per_s": 100.0})
-        write_json(run_dir / "provenance.json", {"attempts": [], "compute_seconds": 3600.0})
+            "effective_batch": 64, "images_per_s": 100.0}, compute_seconds=3600.0)
     return path
 
 

@@ -19,15 +19,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS, median_seconds, write_results
+from common import RESULTS, median_seconds, write_finished_run, write_results
 
 from audit import runner
 from audit.plan import Inputs
 from audit.protocol import load
 from audit.results import collect
 from audit.store import Store
-from transfg.run_files import write_json
 
 PROTOCOL = """
 version = 1
@@ -52,19 +53,24 @@ def generate(folder: Path, count: int) -> Path:
     protocol_path = folder / "bench.toml"
     protocol_path.write_text(PROTOCOL.format(count=count))
     store = Store(folder / "runs")
+    # A small test set keeps the generated eval files (a done run's evidence) small.
+    correct, total = 90, 100
+    evals = [{"step": s, "accuracy": correct / total, "correct": correct, "total": total}
+             for s in range(100, 10001, 100)]
+    result = {"final_accuracy": correct / total, "final_step": 10000,
+              "best_accuracy": correct / total, "best_step": 10000, "correct": correct,
+              "test_images": total, "evaluations": evals, "steps": 10000,
+              "effective_batch": 64, "images_per_s": 100.0}
+    labels = np.zeros(total, np.int64)
+    top5 = np.tile(np.arange(5), (total, 1))
+    top5[correct:, 0] = 7  # the last ten predicted wrong
+    with io.BytesIO() as buffer:
+        np.savez(buffer, index=np.arange(total), label=labels, top5_classes=top5,
+                 top5_scores=np.full((total, 5), 0.2, np.float32))
+        predictions = buffer.getvalue()
     for planned in runner.plan(load(protocol_path), Inputs()):
-        run_dir = store.path(planned.run_id)
-        run_dir.mkdir(parents=True)
-        write_json(run_dir / "spec.json", planned.spec.to_dict())
-        write_json(run_dir / "status.json", {"status": "finished", "step": 10000,
-                                             "message": "", "updated": 0, "pid": 1})
-        evals = [{"step": s, "accuracy": 0.9, "correct": 5214, "total": 5794}
-                 for s in range(100, 10001, 100)]
-        write_json(run_dir / "result.json", {
-            "final_accuracy": 0.9, "final_step": 10000, "best_accuracy": 0.91,
-            "best_step": 9000, "correct": 5214, "test_images": 5794, "evaluations": evals,
-            "steps": 10000, "effective_batch": 64, "images_per_s": 100.0})
-        write_json(run_dir / "provenance.json", {"attempts": [{"started": 0}]})
+        run_dir = write_finished_run(store, planned, result)
+        (run_dir / "eval-10000.npz").write_bytes(predictions)
         (run_dir / "lock").write_text("{}\n")
     return protocol_path
 

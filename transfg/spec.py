@@ -8,7 +8,6 @@ that defines the format (versioned: SPEC_VERSION). Defaults are the official cod
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -16,6 +15,7 @@ from typing import Any, Literal
 import numpy as np
 
 from transfg.config import ModelConfig
+from transfg.run_files import RunFileError, load_object
 
 SPEC_VERSION = 1
 FRAMEWORKS = ("torch", "jittor", "official")  # official: a user's checkout (transfg/official.py)
@@ -164,6 +164,9 @@ class RunSpec:
                             f"allowed: {', '.join(sorted(known))}")
         try:
             for name, kind in parts.items():
+                if not isinstance(data.get(name), dict):
+                    raise SpecError(f"{source}: {name} is {data.get(name)!r}, allowed: an "
+                                    f"object of {kind.__name__} fields")
                 fields = {f.name for f in dataclasses.fields(kind)}
                 extra = sorted(set(data.get(name, {})) - fields)
                 if extra:
@@ -180,12 +183,10 @@ class RunSpec:
 
 
 def read_spec(run_dir: str | Path) -> RunSpec:
+    """spec.json of a run folder; RunFileError (transfg.run_files) naming what is wrong."""
     path = Path(run_dir) / "spec.json"
+    data = load_object(path)
     try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SpecError(f"{path}: missing (a run folder holds the spec.json the runner wrote)")\
-            from None
-    except ValueError as error:
-        raise SpecError(f"{path}: not valid JSON ({error})") from None
-    return RunSpec.from_dict(data, str(path))
+        return RunSpec.from_dict(data, "spec.json")
+    except SpecError as error:
+        raise RunFileError(path, str(error).removeprefix("spec.json: ")) from None

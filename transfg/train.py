@@ -31,8 +31,10 @@ from transfg.data.readers import dataset_spec, read_split
 from transfg.launch import die_with_parent, launcher_rank, runner_pid
 from transfg.run_files import (
     MetricsLog,
-    read_json,
+    RunFileError,
+    read_eval,
     read_metrics,
+    read_status,
     write_atomic,
     write_json,
     write_status,
@@ -126,16 +128,26 @@ def evaluate(spec: RunSpec, engine, samples, transform, run_dir: Path, step: int
     return float((arrays["top5_classes"][:, 0] == arrays["label"]).mean())
 
 
-def evaluations(run_dir: Path) -> list[dict]:
+def evaluations(run_dir: Path, total: int) -> list[dict]:
     """Every evaluation on disk, by step: {step, accuracy, correct, total}."""
     rows = []
     for path in run_dir.glob("eval-*.npz"):
-        with np.load(path, allow_pickle=False) as data:
-            correct = int((data["top5_classes"][:, 0] == data["label"]).sum())
-            total = len(data["label"])
-        rows.append({"step": int(path.stem.split("-")[1]), "accuracy": correct / total,
-                     "correct": correct, "total": total})
+        step = int(path.stem.split("-")[1])
+        data = read_eval(run_dir, step, total)
+        correct = int((data["top5_classes"][:, 0] == data["label"]).sum())
+        rows.append({"step": step, "accuracy": correct / total, "correct": correct,
+                     "total": total})
     return sorted(rows, key=lambda r: r["step"])
+
+
+def read_resume_checkpoint(run_dir: Path, spec: RunSpec) -> tuple:
+    """(model state, optimizer state, update) of checkpoints/last.npz, or RunFileError."""
+    path = run_dir / CHECKPOINT
+    try:
+        state, _, meta = load_checkpoint(path, spec.model)
+        return state, read_optimizer(path), int(meta["step"])
+    except Exception as error:  # a damaged file fails in many ways; each one is this run's
+        raise RunFileError(path, f"unreadable ({type(error).__name__}: {error})") from None
 
 
 class Progress:
@@ -205,9 +217,8 @@ def train(run_dir: Path) -> dict:
             stale.unlink()
     first = 0
     if (run_dir / CHECKPOINT).exists():
-        state, _, meta = load_checkpoint(run_dir / CHECKPOINT, spec.model)
-        engine.restore(state, read_optimizer(run_dir / CHECKPOINT))
-        first = meta["step"]
+        state, optimizer, first = read_resume_checkpoint(run_dir, spec)
+        engine.restore(state, optimizer)
         log.info("resuming from update %d", first)
     metrics = MetricsLog(run_dir / "metrics.jsonl", first) if lead else None
     progress = Progress(t.steps, first)
@@ -248,7 +259,7 @@ def train(run_dir: Path) -> dict:
         engine.close()
     if not lead:
         return {}
-    evals = evaluations(run_dir)
+    evals = evaluations(run_dir, len(test_samples))
     final = evals[-1]
     best = max(evals, key=lambda r: (r["accuracy"], -r["step"]))
     rows = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["step"] > first]
@@ -298,14 +309,21 @@ def main(argv: list[str] | None = None) -> int:
         write_status(run_dir, "diverged", error.step, str(error))
         log.error("diverged: %s", error)
         return 3
+    except RunFileError as error:  # a damaged file of the run: the runner starts it afresh
+        write_status(run_dir, "failed", 0, str(error), damaged=error.file)
+        log.error("failed: %s", error)
+        print(f"run failed: {error}", file=sys.stderr)
+        return 1
     except Exception as error:  # recorded as the run's failure, then re-raised for the log
         message = f"{type(error).__name__}: {error}"
         if "out of memory" in str(error).lower():
             spec = read_spec(run_dir)
             message = (f"out of memory with batch_size={spec.train.batch_size} per device "
                        f"(try a smaller batch_size with a larger accumulation): {error}")
-        status = run_dir / "status.json"
-        step = read_json(status).get("step", 0) if status.exists() else 0  # last checkpoint
+        try:
+            step = read_status(run_dir)["step"]  # the last checkpoint
+        except RunFileError:
+            step = 0
         write_status(run_dir, "failed", step, message)
         log.error("failed: %s\n%s", message, traceback.format_exc())
         print(f"run failed: {message}", file=sys.stderr)

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,6 @@ from audit import provenance
 from audit.store import Store
 from transfg.jittor_env import site_env
 from transfg.launch import RUNNER_VARIABLE, die_with_parent
-from transfg.run_files import read_json
 
 
 def train_command(spec: dict, run_dir: Path) -> list[str]:
@@ -53,64 +53,109 @@ def launcher_env(spec: dict) -> dict[str, str]:
 @dataclass
 class Outcome:
     run_id: str
-    state: str  # done, failed, diverged, interrupted, skipped-done, skipped-running, skipped-failed
+    # done, failed, diverged, interrupted, corrupt, skipped-done, skipped-running,
+    # skipped-failed, skipped-corrupt
+    state: str
     seconds: float = 0.0
     message: str = ""
 
 
 def execute(store: Store, run_id: str, spec: dict, fingerprints: dict, *, owner: str = "",
-            env: dict | None = None, retry_failed: bool = False,
+            env: dict | None = None, retry_failed: bool = False, keep_corrupt: bool = False,
             on_start=None) -> Outcome:
     """Run (or resume) one run in its own process, unless it is done, running elsewhere, or
-    failed before (retried only with retry_failed). `on_start()` is called once the run is
-    claimed and about to start."""
+    failed before (retried only with retry_failed). A corrupt run's folder is moved aside and the
+    run starts again (unless keep_corrupt); so is one whose training found a damaged file when it
+    resumed. `on_start()` is called once the run is claimed and about to start.
+
+    Whatever goes wrong here fails this run alone: its traceback goes into the run's log.txt, and
+    the caller goes on with the other runs."""
+    try:
+        return _execute(store, run_id, spec, fingerprints, owner, env, retry_failed,
+                        keep_corrupt, on_start)
+    except Exception as error:
+        message = f"{type(error).__name__}: {error} (in the runner, before or after training)"
+        try:
+            with open(store.path(run_id) / "log.txt", "a") as log:
+                log.write(f"audit run: {message}\n{traceback.format_exc()}")
+        except OSError:
+            message += f"; its log could not be written either ({store.path(run_id)})"
+        return Outcome(run_id, "failed", message=message)
+
+
+def _execute(store, run_id, spec, fingerprints, owner, env, retry_failed, keep_corrupt,
+             on_start) -> Outcome:
     try:
         command = train_command(spec, store.path(run_id))
     except RuntimeError as error:  # the launcher the run needs is missing: nothing to start
         return Outcome(run_id, "failed", message=str(error))
-    claim = store.claim(run_id, owner)
-    if claim is None:
-        return Outcome(run_id, "skipped-running", message="claimed by another runner")
-    try:
-        folder = store.path(run_id)
-        for stale in folder.rglob(".*.tmp"):  # a write cut short by a kill; we hold the claim
-            stale.unlink()
-        status = store.status(run_id).get("status")
-        if status == "finished" and (folder / "result.json").exists():
-            return Outcome(run_id, "skipped-done")
-        if status in ("failed", "diverged"):
-            if not retry_failed:
-                return Outcome(run_id, "skipped-failed", message=store.status(run_id)
-                               .get("message", ""))
-            store.reset_failed(run_id)
-        store.prepare(run_id, spec)
-        if on_start is not None:
-            on_start()
-        provenance.start(folder, spec, command, fingerprints)
-        started = time.monotonic()
-        with open(folder / "output.txt", "ab") as output:
-            process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, pass_fds=(claim.fd,),
-                                       preexec_fn=die_with_parent,
-                                       env={**os.environ, **launcher_env(spec), **(env or {})})
-            try:
-                code = process.wait()
-            except BaseException:  # Ctrl-C or the job being stopped: stop the run with us
-                process.terminate()
-                process.wait()
-                raise
-        seconds = time.monotonic() - started
+    moved = ""
+    while True:
+        claim = store.claim(run_id, owner)
+        if claim is None:
+            return Outcome(run_id, "skipped-running", message="claimed by another runner")
         try:
-            final = read_json(folder / "status.json")
-        except (FileNotFoundError, ValueError):
-            final = {}
-        state = {"finished": "done", "failed": "failed", "diverged": "diverged"}.get(
-            final.get("status"), "interrupted")
-        if state == "done" and code != 0:
-            state = "interrupted"
-        provenance.finish(folder, state, seconds, spec["devices"])
-        if state == "done":
-            store.record_summary(run_id)
-        return Outcome(run_id, state, seconds, final.get("message", f"exit status {code}"))
-    finally:
-        claim.release()
+            inspection = store.inspect(run_id)
+            if inspection.state == "corrupt" and not moved and not keep_corrupt:
+                moved = (f"{inspection.problem}; moved aside to "
+                         f"{store.move_aside(run_id, inspection.problem)} and run again")
+                continue  # (the claim went with the folder; the finally releases it)
+            if inspection.state == "corrupt":
+                return Outcome(run_id, "skipped-corrupt" if keep_corrupt else "corrupt",
+                               message=inspection.problem or "")
+            if inspection.state == "done":
+                if inspection.notes:
+                    store.repair_status(run_id, inspection)
+                return Outcome(run_id, "skipped-done", message="; ".join(inspection.notes))
+            if inspection.state in ("failed", "diverged"):
+                if not retry_failed:
+                    return Outcome(run_id, "skipped-failed",
+                                   message=inspection.status.get("message", ""))
+                store.reset_failed(run_id)
+            outcome = run_process(store, run_id, spec, fingerprints, command, claim, env,
+                                  on_start)
+        finally:
+            claim.release()
+        if outcome.state != "corrupt" or moved:
+            if moved:
+                outcome.message = "; ".join(m for m in (moved, outcome.message) if m)
+            return outcome
+        # the training process found a damaged file of this run when it resumed: go around once
+
+
+def run_process(store: Store, run_id: str, spec: dict, fingerprints: dict, command: list[str],
+                claim, env: dict | None, on_start) -> Outcome:
+    """Start the training process for a claimed run, wait for it, and say how it ended."""
+    folder = store.path(run_id)
+    for stale in folder.rglob(".*.tmp"):  # a write cut short by a kill; we hold the claim
+        stale.unlink()
+    store.prepare(run_id, spec)
+    if on_start is not None:
+        on_start()
+    provenance.start(folder, spec, command, fingerprints)
+    started = time.monotonic()
+    with open(folder / "output.txt", "ab") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, pass_fds=(claim.fd,),
+                                   preexec_fn=die_with_parent,
+                                   env={**os.environ, **launcher_env(spec), **(env or {})})
+        try:
+            code = process.wait()
+        except BaseException:  # Ctrl-C or the job being stopped: stop the run with us
+            process.terminate()
+            process.wait()
+            raise
+    seconds = time.monotonic() - started
+    status = store.status(run_id)
+    if code == 0 and store.inspect(run_id).state == "done":
+        state = "done"
+    elif status.get("damaged"):
+        state = "corrupt"
+    else:
+        state = {"failed": "failed", "diverged": "diverged"}.get(status.get("status"),
+                                                                  "interrupted")
+    provenance.finish(folder, state, seconds, spec["devices"])
+    if state == "done":
+        store.record_summary(run_id)
+    message = "" if state == "done" else status.get("message") or f"exit status {code}"
+    return Outcome(run_id, state, seconds, message)

@@ -41,8 +41,9 @@ def slots(devices: int, jobs: int | None, gpus: list[str] | None = None) -> list
 
 
 def run_local(store: Store, items: list[dict], *, jobs: int | None = None,
-              retry_failed: bool = False, reporter: Reporter | None = None,
-              gpus: list[str] | None = None) -> list[Outcome]:
+              retry_failed: bool = False, keep_corrupt: bool = False,
+              reporter: Reporter | None = None, gpus: list[str] | None = None
+              ) -> list[Outcome]:
     """items: {run_id, spec (dict), fingerprints, label}. Returns one Outcome per item."""
     if not items:
         return []
@@ -66,7 +67,8 @@ def run_local(store: Store, items: list[dict], *, jobs: int | None = None,
                     reporter.started(run_id, label, store.path(run_id), steps)
 
             outcome = execute(store, run_id, item["spec"], item["fingerprints"], owner=owner,
-                              env=env, retry_failed=retry_failed, on_start=started)
+                              env=env, retry_failed=retry_failed, keep_corrupt=keep_corrupt,
+                              on_start=started)
             outcomes.append(outcome)
             if reporter:
                 detail = outcome.message if outcome.state != "done" else ""

@@ -25,13 +25,16 @@ from audit.store import Store
 class RunJob(submitit.helpers.Checkpointable):
     """The callable a Slurm job executes (pickled by submitit)."""
 
-    def __init__(self, store_root: str, run_id: str, spec: dict, fingerprints: dict):
+    def __init__(self, store_root: str, run_id: str, spec: dict, fingerprints: dict,
+                 retry_failed: bool = False, keep_corrupt: bool = False):
         self.store_root, self.run_id = store_root, run_id
         self.spec, self.fingerprints = spec, fingerprints
+        self.retry_failed, self.keep_corrupt = retry_failed, keep_corrupt
 
     def __call__(self) -> dict:
         outcome = execute(Store(self.store_root), self.run_id, self.spec, self.fingerprints,
-                          owner="slurm job")
+                          owner="slurm job", retry_failed=self.retry_failed,
+                          keep_corrupt=self.keep_corrupt)
         return outcome.__dict__
 
 
@@ -53,11 +56,12 @@ def make_executor(store: Store, *, cluster: str | None = None, partition: str | 
     return executor
 
 
-def submit(executor: submitit.AutoExecutor, store: Store, items: list[dict]) -> list:
+def submit(executor: submitit.AutoExecutor, store: Store, items: list[dict], *,
+           retry_failed: bool = False, keep_corrupt: bool = False) -> list:
     jobs = []
     for item in items:
         job = executor.submit(RunJob(str(store.root), item["run_id"], item["spec"],
-                                     item["fingerprints"]))
+                                     item["fingerprints"], retry_failed, keep_corrupt))
         jobs.append((item, job))
     return jobs
 

@@ -21,6 +21,7 @@ from audit.results import collect
 from audit.runner import matrix
 from audit.store import Store
 from transfg.data.readers import DATASETS
+from transfg.run_files import load_object, read_eval, read_provenance
 
 BADGES = {verdict.REPRODUCED: "ok", verdict.NOT_REPRODUCED: "bad",
           verdict.INCONCLUSIVE: "unsure"}
@@ -167,6 +168,7 @@ def claim_rows(v: verdict.Verdict) -> list[dict]:
         rows.append({"framework": part.get("framework"), "verdict": part["verdict"],
                      "badge": BADGES[part["verdict"]], "why": part["why"],
                      "examples": [
+                         {"seed": e["seed"], "problem": e["problem"]} if "problem" in e else
                          {"seed": e["seed"], "mcnemar": f"{e['mcnemar_p']:.3g}",
                           "a_only": e["a_only"], "b_only": e["b_only"],
                           "difference": interval_text(e["difference"])}
@@ -223,12 +225,9 @@ def variance_shares(protocol: Protocol, table: pd.DataFrame, rng: np.random.Gene
 
 def gallery(protocol: Protocol, table: pd.DataFrame, store: Store, count: int = 4) -> list[dict]:
     """For each TransFG arm with a finished run: the first test images with the patches its
-    checkpoint selects, boxed (through `audit explain`, the evaluation's own transform)."""
-    import base64
-    import io
-
-    from PIL import Image
-
+    checkpoint selects, boxed (through `audit explain`, the evaluation's own transform). A run
+    whose checkpoint or data cannot be explained is named in the arm's `problems`, and the next
+    run of the arm is tried."""
     from audit import explain as ex
     from transfg.data.readers import read_split
 
@@ -240,65 +239,69 @@ def gallery(protocol: Protocol, table: pd.DataFrame, store: Store, count: int = 
         if arm.model.variant != "transfg":
             continue
         runs = mine[mine["arm"] == arm_name]["run_id"]
-        checkpoint = next((store.path(r) / "checkpoints" / "last.npz" for r in runs
-                           if (store.path(r) / "checkpoints" / "last.npz").exists()), None)
-        if checkpoint is None:
+        checkpoints = [store.path(r) / "checkpoints" / "last.npz" for r in runs
+                       if (store.path(r) / "checkpoints" / "last.npz").exists()]
+        if not checkpoints:
             continue
-        try:
-            bundle = ex.load(checkpoint)
-            samples = read_split(bundle.dataset, bundle.data_root, "test")[:count]
-        except Exception:  # a gallery is an illustration: a moved dataset must not stop the
-            continue       # report
-        images = []
-        for sample in samples:
-            image = ex.open_image(sample.path)
-            result = ex.explain(bundle, image)
-            factor = max(1.0, 160 / max(image.size))
-            big = image.resize((round(image.width * factor), round(image.height * factor)),
-                               Image.NEAREST)
-            buffer = io.BytesIO()
-            ex.draw_boxes(big, ex.scaled(result, factor)).save(buffer, format="PNG")
-            truth = (bundle.class_names[sample.label] if bundle.class_names
-                     else f"class {sample.label}")
-            images.append({"uri": "data:image/png;base64," +
-                           base64.b64encode(buffer.getvalue()).decode(),
-                           "truth": truth, "predicted": result.top5[0]["name"],
-                           "correct": result.top5[0]["class"] == sample.label})
-        out.append({"arm": arm_name, "run_id": checkpoint.parent.parent.name,
-                    "images": images})
+        problems, entry = [], None
+        for checkpoint in checkpoints:  # the first that explains; each failure is named
+            try:
+                entry = gallery_entry(ex, checkpoint, read_split, count)
+                break
+            except Exception as error:  # an illustration: it must not stop the report
+                problems.append(f"{checkpoint.parent.parent.name}: {type(error).__name__}: "
+                                f"{error}")
+        out.append((entry or {"images": []}) | {"arm": arm_name, "problems": problems})
     return out
+
+
+def gallery_entry(ex, checkpoint: Path, read_split, count: int) -> dict:
+    import base64
+    import io
+
+    from PIL import Image
+
+    bundle = ex.load(checkpoint)
+    samples = read_split(bundle.dataset, bundle.data_root, "test")[:count]
+    images = []
+    for sample in samples:
+        image = ex.open_image(sample.path)
+        result = ex.explain(bundle, image)
+        factor = max(1.0, 160 / max(image.size))
+        big = image.resize((round(image.width * factor), round(image.height * factor)),
+                           Image.NEAREST)
+        buffer = io.BytesIO()
+        ex.draw_boxes(big, ex.scaled(result, factor)).save(buffer, format="PNG")
+        truth = (bundle.class_names[sample.label] if bundle.class_names
+                 else f"class {sample.label}")
+        images.append({"uri": "data:image/png;base64," +
+                       base64.b64encode(buffer.getvalue()).decode(),
+                       "truth": truth, "predicted": result.top5[0]["name"],
+                       "correct": result.top5[0]["class"] == sample.label})
+    return {"run_id": checkpoint.parent.parent.name, "images": images}
 
 
 def official_deviations(protocol: Protocol, store: Store, table: pd.DataFrame) -> list[dict]:
     """How the official code's runs of this protocol differ from the authors' own runs (result.json
     "deviations": what cannot be made the same, the stand-ins for missing packages, the CPU),
     each with the number of runs it applies to."""
-    from transfg.run_files import read_json
-
     if table.empty:
         return []
     runs = table[(table["protocol"] == protocol.name) & (table["framework"] == "official")]
     counts: dict[str, int] = {}
     for run_id in runs["run_id"]:
-        try:
-            found = read_json(store.path(run_id) / "result.json").get("deviations", [])
-        except (FileNotFoundError, ValueError):
-            continue
+        found = load_object(store.path(run_id) / "result.json").get("deviations", [])
         for text in found:
             counts[str(text)] = counts.get(str(text), 0) + 1
     return [{"text": text, "runs": n, "of": len(runs)} for text, n in counts.items()]
 
 
 def environment(store: Store, table: pd.DataFrame) -> dict:
-    """From the provenance of the runs in the report."""
-    from transfg.run_files import read_json
-
+    """From the provenance of the runs in the report (a done run's provenance.json has passed
+    its reader already: the store checks the run's identity with it)."""
     machines, commits, packages, compute, runs = set(), set(), {}, 0.0, 0
     for run_id in table["run_id"] if not table.empty else []:
-        try:
-            data = read_json(store.path(run_id) / "provenance.json")
-        except (FileNotFoundError, ValueError):
-            continue
+        data = read_provenance(store.path(run_id))
         runs += 1
         m = data.get("machine", {})
         gpus = ", ".join(sorted({g["name"] for g in m.get("gpus", [])})) or "no GPU"
@@ -323,7 +326,7 @@ def build(protocols: list[Protocol], store: Store, inputs: Inputs, seed: int = 0
     rows = matrix(store, protocols, inputs)
     table = collect(rows)
     if correct_of is None:
-        correct_of = stored_correct(store)
+        correct_of = stored_correct(store, table)
     sections, summary, all_verdicts = [], [], []
     for protocol in protocols:
         verdicts = verdict.decide(protocol, table, rng, correct_of)
@@ -339,10 +342,12 @@ def build(protocols: list[Protocol], store: Store, inputs: Inputs, seed: int = 0
                            "more_seeds": v.more_seeds})
             summary.append({"protocol": protocol.name, "id": v.claim.id, "text": v.claim.text,
                             "verdict": v.verdict, "badge": BADGES[v.verdict]})
-        states = {}
+        states, corrupt = {}, []
         for row in rows:
             if row.run.protocol == protocol.name:
                 states[row.state] = states.get(row.state, 0) + 1
+                if row.state == "corrupt":
+                    corrupt.append({"label": row.run.label, "problem": row.problem})
         groups = [{"label": f"{a['arm']} / {a['framework']}", "kind": a["framework"],
                    "points": a["final_points"]} for a in arms if a["seeds"]]
         sections.append({
@@ -354,6 +359,7 @@ def build(protocols: list[Protocol], store: Store, inputs: Inputs, seed: int = 0
             "seed_axes": {k: ", ".join(map(str, v)) for k, v in protocol.seeds.items()},
             "claims": claims, "published": published, "arms": arms,
             "states": ", ".join(f"{n} {s}" for s, n in sorted(states.items())),
+            "corrupt": corrupt,
             "has_runs": bool(states.get("done")),
             "seed_chart": charts.seed_distribution(groups, f"{protocol.name}: final accuracy "
                                                            "of every seed") if groups else "",
@@ -389,13 +395,14 @@ def build(protocols: list[Protocol], store: Store, inputs: Inputs, seed: int = 0
     }
 
 
-def stored_correct(store: Store) -> Callable:
-    """(run_id, step) -> per-example correctness from the run's eval-<step>.npz, or None."""
+def stored_correct(store: Store, table: pd.DataFrame) -> Callable:
+    """(run_id, step) -> per-example correctness from the run's eval-<step>.npz; RunFileError
+    when that file is missing, damaged or holds another number of test examples than the run
+    evaluated."""
+    totals = {} if table.empty else dict(zip(table["run_id"], table["test_images"], strict=True))
+
     def correct_of(key):
         run_id, step = key
-        path = store.path(run_id) / f"eval-{int(step)}.npz"
-        if not Path(path).exists():
-            return None
-        with np.load(path, allow_pickle=False) as data:
-            return (data["top5_classes"][:, 0] == data["label"]).astype(np.int8)
+        data = read_eval(store.path(run_id), int(step), totals.get(run_id))
+        return (data["top5_classes"][:, 0] == data["label"]).astype(np.int8)
     return correct_of

@@ -98,9 +98,12 @@ class Engine:
             values = jt.array(np.array(list(totals.values()), np.float32)).mpi_all_reduce("mean")
             totals = dict(zip(totals, map(float, values.numpy()), strict=True))
         # Clipped here rather than by optimizer.clip_grad_norm, which computes the same norm but
-        # does not return it: the same coefficient, max / (norm + 1e-6), capped at 1.
-        total = jt.norm(jt.concat([g.flatten() for g in grads]))
-        coefficient = jt.minimum(self.spec.train.max_grad_norm / (total + 1e-6), 1.0)
+        # does not return it: the same coefficient, max / (norm + 1e-6), capped at 1. The norm
+        # sums each gradient's squares in float64: one float32 sum over all 86M gradients of
+        # ViT-B/16 came out 0.13% off PyTorch's and the official code's norm (which combine
+        # per-tensor norms), and every clipped update with it.
+        total = jt.sqrt(sum((g.float64() ** 2).sum() for g in grads))
+        coefficient = jt.minimum(self.spec.train.max_grad_norm / (total + 1e-6), 1.0).float32()
         for g in grads:
             g.update(g * coefficient)
         norm = float(total.item())
