@@ -13,9 +13,9 @@ Works on local disks and on NFS mounts with working locks (Linux NFS maps flock 
 Run states (`inspect`), one integrity rule:
 - done: result.json passes its checks (fields, types, accuracies in [0, 1], consistent with its
   evaluations), the predictions of its final and best evaluations (eval-<step>.npz, which the
-  paired tests read) pass theirs, and spec.json still hashes, with the fingerprints in
-  provenance.json, to the folder's run id. A status.json that disagrees is then only a note
-  (`audit run` rewrites it).
+  paired tests read) pass theirs, its final checkpoint opens as one, and spec.json still
+  hashes, with the fingerprints in provenance.json, to the folder's run id. A status.json that
+  disagrees is then only a note (`audit run` rewrites it).
 - corrupt: a result.json that fails those checks, a status.json that is unreadable or says
   finished without a result, or damage the training process found when it resumed (a status
   with `damaged`): the file and what is wrong are in `problem`. `audit run` moves the folder
@@ -33,6 +33,7 @@ import os
 import socket
 import sys
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +55,7 @@ DAMAGED = ".damaged"  # where corrupt run folders are moved aside
 # The files a finished run's summary is made of (and the eval files its result names): a cached
 # summary is used only while none of them has changed since (see `file_keys`).
 SUMMARISED = ("result.json", "spec.json", "status.json", "provenance.json")
+CHECKPOINT = "checkpoints/last.npz"
 RESULT_KEYS = ("final_accuracy", "final_step", "best_accuracy", "best_step", "correct",
                "test_images", "train_images", "steps", "effective_batch", "images_per_s")
 
@@ -119,8 +121,9 @@ class Store:
             os.close(fd)
 
     # ----------------------------------------------------------------------------- state
-    def inspect(self, run_id: str) -> Inspection:
-        """The run's state by the integrity rule of the module docstring."""
+    def inspect(self, run_id: str, claimed: bool = False) -> Inspection:
+        """The run's state by the integrity rule of the module docstring; `claimed`: the caller
+        holds the run's claim (so the claim does not make it `running`)."""
         folder = self.path(run_id)
         if not folder.is_dir():
             return Inspection("missing")
@@ -135,6 +138,9 @@ class Store:
                 result = read_result(folder)
                 check_identity(folder, run_id)
                 for name in evidence_files(result):
+                    if name == CHECKPOINT:
+                        check_archive(folder / CHECKPOINT)
+                        continue
                     step = int(name.removeprefix("eval-").removesuffix(".npz"))
                     total = next(e["total"] for e in result["evaluations"] if e["step"] == step)
                     read_eval(folder, step, total)
@@ -145,7 +151,7 @@ class Store:
                 notes.append(f"run {run_id}: status.json says {status['status']}, but "
                              "result.json is complete")
             return Inspection("done", result, status, notes=notes)
-        if self.is_claimed(run_id):
+        if not claimed and self.is_claimed(run_id):
             return Inspection("running", status=status)
         if status_problem:
             return Inspection("corrupt", problem=status_problem)
@@ -307,11 +313,28 @@ class Store:
 
 
 def evidence_files(result: dict | None) -> list[str]:
-    """The eval files the claims read (the final and the best step's predictions): part of a
-    done run. The official code writes none (its counts come from an accuracy)."""
+    """The files of a done run besides its JSON: the predictions the claims read (the final and
+    the best step's eval files) and the final checkpoint (the report's gallery and `audit
+    explain` read it). The official code writes neither (its counts come from an accuracy)."""
     if not result or result.get("correct_from_accuracy"):
         return []
-    return sorted({f"eval-{result['final_step']}.npz", f"eval-{result['best_step']}.npz"})
+    return sorted({f"eval-{result['final_step']}.npz", f"eval-{result['best_step']}.npz",
+                   CHECKPOINT})
+
+
+def check_archive(path: Path) -> None:
+    """A cheap check of an .npz that may be hundreds of MB: its zip directory, at the end of the
+    file, must read (a file cut short or overwritten fails; flipped bits inside an array are
+    found only when it is loaded)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except FileNotFoundError:
+        raise RunFileError(path, "missing") from None
+    except (OSError, zipfile.BadZipFile) as error:
+        raise RunFileError(path, f"unreadable ({error})") from None
+    if "__header__.npy" not in names:
+        raise RunFileError(path, "not a checkpoint of this project (no header)")
 
 
 def seal(entry: dict) -> str:

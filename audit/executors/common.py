@@ -90,12 +90,12 @@ def _execute(store, run_id, spec, fingerprints, owner, env, retry_failed, keep_c
     except RuntimeError as error:  # the launcher the run needs is missing: nothing to start
         return Outcome(run_id, "failed", message=str(error))
     moved = ""
-    while True:
+    for _ in range(3):  # at most: move a corrupt folder aside, run, find damage on resume
         claim = store.claim(run_id, owner)
         if claim is None:
             return Outcome(run_id, "skipped-running", message="claimed by another runner")
         try:
-            inspection = store.inspect(run_id)
+            inspection = store.inspect(run_id, claimed=True)
             if inspection.state == "corrupt" and not moved and not keep_corrupt:
                 moved = (f"{inspection.problem}; moved aside to "
                          f"{store.move_aside(run_id, inspection.problem)} and run again")
@@ -121,6 +121,7 @@ def _execute(store, run_id, spec, fingerprints, owner, env, retry_failed, keep_c
                 outcome.message = "; ".join(m for m in (moved, outcome.message) if m)
             return outcome
         # the training process found a damaged file of this run when it resumed: go around once
+    raise AssertionError(f"run {run_id}: still corrupt after it was moved aside and run again")
 
 
 def run_process(store: Store, run_id: str, spec: dict, fingerprints: dict, command: list[str],
@@ -147,7 +148,7 @@ def run_process(store: Store, run_id: str, spec: dict, fingerprints: dict, comma
             raise
     seconds = time.monotonic() - started
     status = store.status(run_id)
-    if code == 0 and store.inspect(run_id).state == "done":
+    if code == 0 and store.inspect(run_id, claimed=True).state == "done":
         state = "done"
     elif status.get("damaged"):
         state = "corrupt"
