@@ -12,6 +12,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+
 from transfg.config import tiny, vit_b16
 from transfg.jittor_env import site_env
 
@@ -103,4 +105,8 @@ def write_finished_run(store, planned, result: dict, compute_seconds: float = 0.
                     "weights_sha256": None}
     write_json(run_dir / "provenance.json", {"fingerprints": fingerprints, "attempts": [],
                                              "compute_seconds": compute_seconds})
+    # A stand-in for the final checkpoint: the store opens its zip directory and finds the
+    # header; no benchmark here loads its weights.
+    (run_dir / "checkpoints").mkdir(exist_ok=True)
+    np.savez(run_dir / "checkpoints" / "last.npz", __header__=np.frombuffer(b"{}", np.uint8))
     return run_dir
