@@ -169,16 +169,34 @@ def test_published_figures_alone_get_wilson_intervals():
     assert "versus_paper" not in rows["paper"]
 
 
-def test_identical_seeds_decide_by_their_value():
-    """No spread (e.g. bit-identical frameworks on CPU): the constant difference decides."""
+def test_no_verdict_rests_on_zero_spread():
+    """Identical seeds measured no spread (the seed may not reach the training): inconclusive
+    with p = 1, not a verdict with p = 0 that no correction can touch."""
+    v = decide("value", {("transfg", "torch"): [0.917] * 3})
+    assert v.verdict == "inconclusive" and v.p_value == 1.0
+    assert "seed may vary nothing" in v.sentence and "no spread was measured" in v.sentence
+    assert any("zero spread" in w for w in v.warnings) and v.parts[0]["zero_spread"]
+    assert "If the seed does vary the training" in v.sentence  # seeds needed, from a prior
+    v = decide("comparison", {("transfg", "torch"): list(BASE + 0.01),
+                              ("vit", "torch"): list(BASE)})
+    assert v.verdict == "inconclusive" and v.p_value == 1.0
+    assert "seed may vary nothing" in v.sentence
+
+
+def test_a_constant_paired_difference_between_frameworks_is_exact_agreement():
+    """Bit-identical ports (or any constant difference): no sampling error to test, so the
+    difference against the margin decides, and says so; p 0 inside (certain), 1 outside."""
     same = list(BASE)
-    assert decide("equivalence", {("transfg", "jittor"): same,
-                                  ("transfg", "torch"): same}).verdict == "reproduced"
-    assert decide("equivalence", {("transfg", "jittor"): list(BASE + 0.01),
-                                  ("transfg", "torch"): same}).verdict == "not reproduced"
-    assert decide("value", {("transfg", "torch"): [0.917] * 3}).verdict == "reproduced"
-    assert decide("comparison", {("transfg", "torch"): list(BASE + 0.01),
-                                 ("vit", "torch"): same}).verdict == "reproduced"
+    v = decide("equivalence", {("transfg", "jittor"): same, ("transfg", "torch"): same})
+    assert v.verdict == "reproduced" and v.p_value == 0.0 and v.parts[0]["exact"] is True
+    assert "exact agreement" in v.sentence and "no sampling error" in v.sentence
+    v = decide("equivalence", {("transfg", "jittor"): list(BASE + 0.01),
+                               ("transfg", "torch"): same})
+    assert v.verdict == "not reproduced" and v.p_value == 1.0 and v.parts[0]["exact"] is True
+    assert v.p_not_reproduced == 0.0 and "beyond the margin" in v.sentence
+    # every seed identical in both frameworks as well: said, the seed may vary nothing
+    v = decide("equivalence", {("transfg", "jittor"): [0.9] * 3, ("transfg", "torch"): [0.9] * 3})
+    assert v.verdict == "reproduced" and "seed may vary nothing" in v.sentence
 
 
 # ------------------------------------------------------------------ three frameworks: official
@@ -217,7 +235,7 @@ def test_equivalence_over_three_frameworks_tests_every_pair_official_unpaired():
         assert part["sd_b"] == pytest.approx(np.std(official, ddof=1))
         assert part["mean_difference"] == pytest.approx(ours.mean() - official.mean())
         assert part["tost_p"] == pytest.approx(stats.tost_welch(ours, official, 0.005).p_value)
-        assert {"margin", "ci90", "difference", "sd_a"} <= set(part)
+        assert {"margin", "ci90", "ci_not", "sd_a"} <= set(part)
     assert [p["verdict"] for p in v.parts] == ["reproduced"] * 3 and v.verdict == "reproduced"
     assert v.p_value == max(p["p_value"] for p in v.parts)  # what Holm over the report reads
 
@@ -247,8 +265,13 @@ def test_one_failing_official_pair_decides_the_claim_as_combine_does(official, e
 def test_too_few_official_runs_leave_their_pairs_inconclusive(official, why):
     v = decide_three(np.array(official))
     assert [p["verdict"] for p in v.parts] == ["reproduced", "inconclusive", "inconclusive"]
-    assert all(why in p["why"] and p["more_seeds"] is None for p in v.parts[1:])
-    assert v.verdict == "inconclusive"
+    assert all(why in p["why"] for p in v.parts[1:])
+    assert v.verdict == "inconclusive" and v.p_value == 1.0
+    # seeds needed from a prior spread for the official runs: the pooled spread of the groups
+    # with 2 or more runs (our two ports), said in the sentence
+    for part in v.parts[1:]:
+        assert part["spread_source"] == "pooled" and part["more_seeds"] >= 2
+    assert "pooled spread of the protocol's groups" in v.sentence and "more seeds" in v.sentence
 
 
 def test_which_frameworks_pair_by_seed_is_one_explicit_rule():
