@@ -84,7 +84,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats as scipy_stats
+from scipy import special
 
 from audit import stats
 from audit.protocol import Claim, Protocol
@@ -179,7 +179,7 @@ class Runs:
 
     def __init__(self, table: pd.DataFrame):
         self.table = table
-        self._columns: dict[str, np.ndarray] = {}
+        self._columns: dict[Any, Any] = {}  # column name -> values; ("spreads", column) -> ...
         self._rows: dict[tuple[str, str], np.ndarray] = {}
         if table.empty:
             return
@@ -219,9 +219,11 @@ class Runs:
     def spreads(self, column: str) -> list[tuple[int, float]]:
         """(runs, sample SD) of every group with at least 2 runs that differ: a group whose runs
         are all identical measured no spread (its seed may not reach the training)."""
-        values = [self._column(column)[rows].astype(float) for rows in self._rows.values()]
-        return [(len(v), float(np.std(v, ddof=1))) for v in values
-                if len(v) >= 2 and np.ptp(v) > 0]
+        if ("spreads", column) not in self._columns:
+            values = [self._column(column)[rows].astype(float) for rows in self._rows.values()]
+            self._columns[("spreads", column)] = [(len(v), float(np.std(v, ddof=1)))
+                                                  for v in values if len(v) >= 2 and np.ptp(v) > 0]
+        return self._columns[("spreads", column)]
 
 
 @dataclass(frozen=True)
@@ -236,7 +238,8 @@ class Spread:
         """The upper end of the spread's one-sided SPREAD_BOUND chi-square interval."""
         if not self.df:
             return None
-        return self.sd * math.sqrt(self.df / scipy_stats.chi2.ppf(1 - SPREAD_BOUND, self.df))
+        # chdtri(df, p) is the chi-square quantile with p above it: scipy.stats.chi2.ppf(1 - p)
+        return self.sd * math.sqrt(self.df / special.chdtri(self.df, SPREAD_BOUND))
 
     def text(self) -> str:
         sd = f"{100 * self.sd:.2f} points"
@@ -922,7 +925,8 @@ def decide(protocol: Protocol, table: pd.DataFrame, rng: np.random.Generator | i
     """
     seed = random_seed(rng)
     if not table.empty:
-        table = table[table["protocol"] == protocol.name]
+        mine = table["protocol"].to_numpy() == protocol.name
+        table = table if mine.all() else table[mine]
     runs = Runs(table)
     verdicts = []
     for index, claim in enumerate(protocol.claims):
