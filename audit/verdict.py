@@ -200,6 +200,11 @@ class Runs:
             self._columns[name] = self.table[name].to_numpy()
         return self._columns[name]
 
+    def array(self, arm: str, framework: str, column: str) -> np.ndarray:
+        """Accuracies of one arm in one framework, in seed order."""
+        rows = self._rows.get((arm, framework))
+        return np.array([]) if rows is None else self._column(column)[rows].astype(float)
+
     def values(self, arm: str, framework: str, column: str) -> pd.Series:
         """Accuracies of one arm in one framework, indexed by seed label."""
         rows = self._rows.get((arm, framework))
@@ -433,7 +438,7 @@ def decide_value(claim: Claim, protocol: Protocol, table: pd.DataFrame | Runs,
     prior = prior_spread(protocol, runs, column)
     parts = []
     for framework in frameworks:
-        values = runs.values(claim.arm, framework, column).to_numpy()
+        values = runs.array(claim.arm, framework, column)
         parts.append({"framework": framework} | value_part(values, target, delta,
                                                            tests=len(frameworks), prior=prior))
     return _finish(claim, parts, f"{claim.arm}: paper {claim.paper:.2f}% +- "
@@ -903,8 +908,8 @@ def claim_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, index]))
 
 
-def decide_claim(claim: Claim, protocol: Protocol, runs: Runs, rng: np.random.Generator,
-                 correct_of: Callable | None = None) -> Verdict:
+def decide_claim(claim: Claim, protocol: Protocol, runs: Runs,
+                 rng: np.random.Generator | None, correct_of: Callable | None = None) -> Verdict:
     reading = claim.reading or protocol.reading
     if claim.kind == "value":
         return decide_value(claim, protocol, runs, reading)
@@ -930,7 +935,9 @@ def decide(protocol: Protocol, table: pd.DataFrame, rng: np.random.Generator | i
     runs = Runs(table)
     verdicts = []
     for index, claim in enumerate(protocol.claims):
-        verdict = decide_claim(claim, protocol, runs, claim_rng(seed, index), correct_of)
+        # only comparisons and rankings draw (bootstraps); a generator costs 0.1 ms to make
+        rng = claim_rng(seed, index) if claim.kind in ("comparison", "ranking") else None
+        verdict = decide_claim(claim, protocol, runs, rng, correct_of)
         verdict.numbers["random_stream"] = [seed, index]
         verdicts.append(verdict)
     return holm_over(verdicts) if holm else verdicts
