@@ -39,7 +39,10 @@ verdict; a part with too little data to test has p = 1.0 (no evidence), never Na
 drop it from the family and shrink the correction. Holm's correction [3] runs over all claims of
 the report (`decide` over one protocol's claims when called alone; `holm_over` over all
 protocols' for a report); the adjusted values only demote `reproduced` to `inconclusive`, and the
-sentence says so.
+sentence says so. The mirror holds for `not reproduced`: every claim also carries the p-value
+of its test of the opposite (corrected over its parts), and a second Holm over all claims
+demotes a `not reproduced` that does not survive it; so neither verdict is wrongly given to any
+claim of a report more than 5% of the time.
 
 No verdict rests on zero spread. Identical results on every seed (a value claim's runs; both
 groups of an unpaired pair; the paired difference of a comparison) measured no spread: the seed
@@ -944,20 +947,26 @@ def decide(protocol: Protocol, table: pd.DataFrame, rng: np.random.Generator | i
 
 
 def holm_over(verdicts: list[Verdict]) -> list[Verdict]:
-    """Holm over every verdict's p-value (all claims count, whatever their verdict); a
-    `reproduced` claim whose adjusted p is not below alpha becomes `inconclusive`."""
-    p = np.array([_p(v.p_value) for v in verdicts], dtype=float)
-    adjusted = stats.holm(p) if len(p) else p
-    for verdict, p_holm in zip(verdicts, adjusted, strict=True):
-        verdict.numbers["p_holm"] = float(p_holm)
-        verdict.numbers["holm_family"] = len(verdicts)
-        if verdict.verdict == REPRODUCED and p_holm >= ALPHA:
-            verdict.verdict = INCONCLUSIVE
-            verdict.numbers["demoted_by_holm"] = True
-            verdict.sentence = (f"Inconclusive after Holm's correction over the report's "
-                                f"{len(verdicts)} claims: its p = {verdict.p_value:.3g} passes "
-                                f"alone, the adjusted p = {p_holm:.3g} does not. Alone: "
-                                + verdict.sentence)
+    """Holm over all claims of a report, in each direction: over every claim's p-value for
+    `reproduced` and, separately, over every claim's p-value for `not reproduced` (all claims
+    count, whatever their verdict). A verdict whose adjusted p is not below alpha becomes
+    `inconclusive`, and its sentence says so; nothing is ever promoted."""
+    family = len(verdicts)
+    for attribute, key, kind in [("p_value", "p_holm", REPRODUCED),
+                                 ("p_not_reproduced", "p_not_reproduced_holm", NOT_REPRODUCED)]:
+        p = np.array([_p(getattr(v, attribute)) for v in verdicts], dtype=float)
+        adjusted = stats.holm(p) if family else p
+        for verdict, p_holm in zip(verdicts, adjusted, strict=True):
+            verdict.numbers[key] = float(p_holm)
+            if verdict.verdict == kind and p_holm >= ALPHA:
+                verdict.verdict = INCONCLUSIVE
+                verdict.numbers["demoted_by_holm"] = kind
+                verdict.sentence = (
+                    f"Inconclusive after Holm's correction over the report's {family} claims: "
+                    f"its p for {kind} = {getattr(verdict, attribute):.3g} passes alone, the "
+                    f"adjusted p = {p_holm:.3g} does not. Alone: " + verdict.sentence)
+    for verdict in verdicts:
+        verdict.numbers["holm_family"] = family
     return verdicts
 
 

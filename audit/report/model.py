@@ -346,7 +346,9 @@ def build(protocols: list[Protocol], store: Store, inputs: Inputs, seed: int = 0
                            "sentence": v.sentence, "rows": claim_rows(v),
                            "chart": claim_chart(v.claim, protocol, published, arms),
                            "more_seeds": v.more_seeds, "p_value": f"{v.p_value:.3g}",
-                           "p_holm": f"{v.numbers['p_holm']:.3g}"})
+                           "p_holm": f"{v.numbers['p_holm']:.3g}",
+                           "p_not": f"{v.p_not_reproduced:.3g}",
+                           "p_not_holm": f"{v.numbers['p_not_reproduced_holm']:.3g}"})
             summary.append({"protocol": protocol.name, "id": v.claim.id, "text": v.claim.text,
                             "verdict": v.verdict, "badge": BADGES[v.verdict]})
         variance_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))

@@ -137,6 +137,8 @@ def write(context: dict, folder: Path, name: str, formats=("html", "pdf", "json"
                                 "sentence": v["sentence"], "p_value": v["p_value"],
                                 "p_holm": v["numbers"].get("p_holm"),
                                 "p_not_reproduced": v["p_not_reproduced"],
+                                "p_not_reproduced_holm": v["numbers"].get(
+                                    "p_not_reproduced_holm"),
                                 "more_seeds": v["more_seeds"],
                                 "warnings": "; ".join(v["warnings"])}
                                for v in context["verdicts"]])

@@ -317,9 +317,17 @@ def test_a_marginal_claim_is_demoted_by_a_report_wide_holm_with_its_reason():
     assert v.verdict == "reproduced" and 0.0125 < v.p_value < 0.05  # 0.039
     others = [verdict.Verdict(CLAIMS["comparison"], "inconclusive", "Inconclusive.")] * 3
     (demoted, *_) = verdict.holm_over([v, *others])
-    assert demoted.verdict == "inconclusive" and demoted.numbers["demoted_by_holm"]
+    assert demoted.verdict == "inconclusive" and demoted.numbers["demoted_by_holm"] == \
+        "reproduced"
     assert demoted.sentence.startswith("Inconclusive after Holm's correction over the report's "
-                                       "4 claims")
+                                       "4 claims: its p for reproduced")
+    # and the mirror: a marginal `not reproduced` (the tolerance's other side) is demoted too
+    v = decide("value", {("transfg", "torch"): [0.9071, 0.9061, 0.9068, 0.9064, 0.9066]})
+    assert v.verdict == "not reproduced" and 0.0125 < v.p_not_reproduced < 0.05
+    (demoted, *_) = verdict.holm_over([v, *others])
+    assert demoted.verdict == "inconclusive" and demoted.numbers["demoted_by_holm"] == \
+        "not reproduced"
+    assert "its p for not reproduced" in demoted.sentence
 
 
 def test_adding_a_claim_changes_no_other_claims_interval():
