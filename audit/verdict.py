@@ -54,11 +54,13 @@ reproduced` outside, p = 1.0), and the part carries `exact: true`.
 
 Seeds needed (inconclusive parts): the runs per group at which the deciding test (TOST, or the
 one-sided test of the opposite claim when the estimate lies beyond the tolerance) reaches 80%
-power at the estimated difference and spread. Below 2 seeds the spread is a prior: the
-protocol's `seed_sd`, else the pooled spread of its arm x framework groups with at least 2
-runs, else DEFAULT_SEED_SD; the part records where it came from (`spread_source`). A measured
-spread is itself uncertain: the seeds needed are also given at the upper end of its one-sided 80%
-chi-square interval. Power computed from observed values is optimistic.
+power at the estimated difference and spread. Below 2 seeds (or with no spread measured) the
+spread is a prior: the protocol's `seed_sd`, else the pooled spread of its arm x framework groups
+with at least 2 runs that differ, else DEFAULT_SEED_SD (0.3 points); a difference of two runs
+that share nothing takes sqrt(2) times it. The part records where it came from
+(`spread_source`), and the sentence says it. A measured spread is itself uncertain: the seeds
+needed are also given at the upper end of its one-sided 80% chi-square interval. Power computed
+from observed values is optimistic.
 
 Evidence: the statistics' warnings (a bootstrap that fell back from BCa to percentile, an
 undefined interval, zero spread) are recorded in each part (`warnings`), not printed or dropped.
@@ -302,7 +304,7 @@ def _plan(needed_at: Callable[[float], int | None], spread: Spread, have: int,
         return None if needed is None else max(needed - have, 1)
 
     upper = spread.upper()
-    return spread.to_dict() | {"more_seeds": more(spread.sd),
+    return spread.to_dict() | {"spread_scale": scale, "more_seeds": more(spread.sd),
                                "more_seeds_high": None if upper is None else more(upper)}
 
 
@@ -317,11 +319,14 @@ def seeds_text(part: dict) -> str:
     text = (f"{'If the seed does vary the training, a' if part.get('zero_spread') else 'A'}bout "
             f"{more} more seed{'s' if more > 1 else ''} per group would likely decide it "
             f"({100 * POWER:.0f}% power at {spread.text()}")
+    if part.get("spread_scale", 1.0) != 1.0:
+        text += ", times sqrt(2) for the difference of two runs"
     if high is not None and high > more:
         text += (f"; up to {high} if the spread is at the upper end of its one-sided "
                  f"{100 * SPREAD_BOUND:.0f}% interval, {100 * spread.upper():.2f} points")
     elif high is None and spread.source in ("observed", "pooled"):
-        text += "; none may suffice if the spread is at the upper end of its interval"
+        text += ("; more than the calculation tries (1000 runs) if the spread is at the upper "
+                 f"end of its one-sided {100 * SPREAD_BOUND:.0f}% interval")
     if spread.source == "observed":
         text += "; a power computed from observed values is optimistic"
     return text + ")."
