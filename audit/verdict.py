@@ -604,14 +604,20 @@ def welch_comparison_part(a, b, margin: float, rng: np.random.Generator, *, test
                                   varying, min(len(a), len(b)))
 
 
+def paired_by_seed(a: pd.Series, b: pd.Series) -> tuple[list, np.ndarray, np.ndarray]:
+    """The seeds two groups share, in order, and each group's values on them."""
+    seeds, in_a, in_b = np.intersect1d(a.index.to_numpy(), b.index.to_numpy(),
+                                       return_indices=True)
+    return seeds.tolist(), a.to_numpy()[in_a], b.to_numpy()[in_b]
+
+
 def two_group_comparison(a: pd.Series, b: pd.Series, margin: float, rng, *, tests: int,
                          prior: Spread, paired: bool = True) -> dict:
     """A - B > margin: paired by seed where the groups share at least 2 seeds; unpaired (Welch)
     where they share fewer but each has at least 2 runs."""
-    seeds = sorted(set(a.index) & set(b.index))
+    seeds, va, vb = paired_by_seed(a, b)
     if paired and (len(seeds) >= 2 or min(len(a), len(b)) < 2):
-        return {"seeds": seeds} | comparison_part(a[seeds].to_numpy(), b[seeds].to_numpy(),
-                                                  margin, rng, tests=tests, prior=prior)
+        return {"seeds": seeds} | comparison_part(va, vb, margin, rng, tests=tests, prior=prior)
     why = ("unpaired (Welch)" if not paired else
            f"unpaired (Welch): the arms share {len(seeds)} seed{'s' if len(seeds) != 1 else ''}"
            ", fewer than a paired test needs")
@@ -653,9 +659,9 @@ def decide_comparison(claim: Claim, protocol: Protocol, table: pd.DataFrame | Ru
             runs.values(claim.better, framework, column),
             runs.values(claim.worse, framework, column), margin, rng, tests=len(frameworks),
             prior=prior)
-        part["examples"] = example_tests(runs.run_ids(claim.better, framework, steps),
-                                         runs.run_ids(claim.worse, framework, steps),
-                                         correct_of, rng)
+        part["examples"] = [] if correct_of is None else example_tests(
+            runs.run_ids(claim.better, framework, steps),
+            runs.run_ids(claim.worse, framework, steps), correct_of, rng)
         for example in part["examples"]:
             part["warnings"] += [f"seed {example['seed']}, over test examples: {m}"
                                  for m in example["warnings"]]
@@ -818,15 +824,14 @@ def decide_equivalence(claim: Claim, protocol: Protocol, table: pd.DataFrame | R
     for first, second in pairs:
         a = runs.values(claim.arm, first, column)
         b = runs.values(claim.arm, second, column)
-        seeds = sorted(set(a.index) & set(b.index))
+        seeds, va, vb = paired_by_seed(a, b)
         part: dict[str, Any] = {"framework": f"{first} - {second}"}
         options = {"tests": len(pairs), "prior": prior}
         if not pairs_by_seed(first, second):
             part |= welch_equivalence_part(a.to_numpy(), b.to_numpy(), delta, (first, second),
                                            **options)
         elif len(seeds) >= 2 or min(len(a), len(b)) < 2:
-            part |= {"seeds": seeds} | paired_equivalence_part(
-                a[seeds].to_numpy(), b[seeds].to_numpy(), delta, **options)
+            part |= {"seeds": seeds} | paired_equivalence_part(va, vb, delta, **options)
         else:
             part |= {"seeds": seeds} | welch_equivalence_part(
                 a.to_numpy(), b.to_numpy(), delta, (first, second), **options,
