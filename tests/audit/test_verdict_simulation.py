@@ -13,7 +13,8 @@ level, which at 2000 studies lets a rate up to 6.5% pass (the simulation's toler
 standard error at 5% is 0.49 points) and fails 7%; each rate is also checked to be near its exact
 value where that is known, so the tests are neither lax nor made to pass by conservatism.
 The data of all studies are drawn at once (numpy); each study is then one `decide` call on its
-own results table (about 1-10 ms per claim).
+own results table (about 1-3 ms per claim). The unpaired comparison and the ranking are marked
+slow (about 20 s together on 2 cores; `-m slow` runs them); the others take about 45 s.
 """
 
 from __future__ import annotations
@@ -197,7 +198,9 @@ def test_a_welch_equivalence_true_on_the_edge_is_wrongly_decided_at_most_five_pe
     assert all(report[0].parts[0]["test"] == "Welch TOST" for report in reports)
 
 
-@pytest.mark.parametrize("paired", [True, False], ids=["paired", "different-seeds"])
+@pytest.mark.parametrize("paired", [
+    pytest.param(True, id="paired"),
+    pytest.param(False, id="different-seeds", marks=pytest.mark.slow)])  # 2000 x 3 ms
 def test_a_comparison_true_on_the_edge_is_wrongly_decided_at_most_five_percent(paired):
     # A better than B by exactly the margin (0.5 points). Paired: a shared seed effect, the
     # difference SD 0.3 * sqrt(2); the one-sided paired t-tests are exact, 5% each way.
@@ -222,6 +225,7 @@ def test_a_comparison_true_on_the_edge_is_wrongly_decided_at_most_five_percent(p
         assert "the arms share 0 seeds, fewer than a paired test needs" in reports[0][0].sentence
 
 
+@pytest.mark.slow  # 1000 x 2 comparisons with their bootstraps: about 8 s
 def test_a_ranking_true_on_the_edge_is_falsely_not_reproduced_at_most_five_percent():
     # three arms tied (the claimed best no worse than either other): some arm "beats" it in at
     # most 5% of studies, each of the 2 comparisons at 2.5%
