@@ -43,10 +43,11 @@ def test_the_tolerance_of_at_most_five_percent_is_as_documented():
     assert at_most_five_percent(130, 2000) and not at_most_five_percent(140, 2000)
 
 
-def make_protocol(claims: list[dict], frameworks=("torch",), arms=(), seeds=5):
-    arms = list(dict.fromkeys([*arms, *(c[k] for c in claims for k in ("arm", "better", "worse")
-                                        if k in c), *(a for c in claims for a in c.get("arms",
-                                                                                         ()))]))
+def make_protocol(claims: list[dict], frameworks=("torch",), seeds=5):
+    """A protocol with these claims (value claims get their published figure), every arm they
+    name, and `seeds` seeds."""
+    named = [c[k] for c in claims for k in ("arm", "better", "worse") if k in c]
+    arms = list(dict.fromkeys(named + [a for c in claims for a in c.get("arms", ())]))
     published = [{"id": f"paper-{c['id']}", "value": c["paper"], "setting": "paper",
                   "arm": c["arm"], "source": {"kind": "paper", "citation": "simulated"}}
                  for c in claims if c["kind"] == "value"]
