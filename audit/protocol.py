@@ -116,6 +116,9 @@ class Protocol:
     devices: int = 1
     version: int = PROTOCOL_VERSION
     description: str = ""
+    # the seed-to-seed SD (points) to plan with before 2 seeds of a group have finished; None:
+    # the pooled spread of the protocol's other groups, or the audit's default (audit.verdict)
+    seed_sd: float | None = None
 
     @property
     def seed_axes(self) -> tuple[str, ...]:
@@ -148,6 +151,11 @@ def _percent(v):
 
 def _points(v):
     return None if _is_number(v) and 0 < v <= 100 else "a number of percentage points > 0"
+
+
+def _seed_sd(v):
+    ok = _is_number(v) and 0 < v <= 50  # accuracies in [0, 100] cannot spread more than 50
+    return None if ok else "a seed-to-seed standard deviation in percentage points, > 0 and <= 50"
 
 
 def _margin(v):
@@ -186,6 +194,7 @@ TOP = {
     "frameworks": (_string_list, True),
     "seeds": (_any, True),
     "reading": (_one_of(READINGS), False),
+    "seed_sd": (_seed_sd, False),
     "devices": (_positive_int, False),
     "claims": (_any, False),
     "published": (_any, False),
@@ -537,7 +546,7 @@ def parse(data: dict, file: str, path: Path | None = None) -> Protocol:
                     weights=data_table.get("weights"), arms=arms, frameworks=frameworks,
                     seeds=seeds, reading=top.get("reading", "final"), claims=claims,
                     published=published, smoke=smoke, devices=top.get("devices", 1),
-                    description=top.get("description", ""))
+                    description=top.get("description", ""), seed_sd=top.get("seed_sd"))
 
 
 def load(path: str | Path) -> Protocol:

@@ -25,6 +25,9 @@ from transfg.run_files import load_object, read_eval, read_provenance
 
 BADGES = {verdict.REPRODUCED: "ok", verdict.NOT_REPRODUCED: "bad",
           verdict.INCONCLUSIVE: "unsure"}
+# The JSON's layout. 1: the first versioned one (verdicts with p-values for every claim, Holm
+# over all claims, warnings per part, the bootstrap seed).
+SCHEMA_VERSION = 1
 SAFE_URL = re.compile(r"^https?://[^\s\"'<>]+$")
 
 # spec/transfg.md, "Where the paper and the code disagree": how a protocol can test each.
@@ -99,10 +102,11 @@ def arm_summaries(protocol: Protocol, table: pd.DataFrame) -> list[dict]:
                        "final_points": [100 * v for v in final],
                        "best_points": [100 * v for v in best]}
             if len(final) >= 2:
-                with np.errstate(all="ignore"):
-                    ci = verdict._quiet(stats.t_interval, final)
-                    pi = verdict._quiet(stats.prediction_interval, final)
-                    best_ci = verdict._quiet(stats.t_interval, best)
+                with verdict.recorded_warnings() as evidence:
+                    ci = stats.t_interval(final)
+                    pi = stats.prediction_interval(final)
+                    best_ci = stats.t_interval(best)
+                summary["warnings"] = evidence
                 sd = float(np.std(final, ddof=1))
                 summary |= {
                     "mean": pct(float(final.mean())), "sd": f"{100 * sd:.2f}",
@@ -162,11 +166,12 @@ def claim_chart(claim, protocol: Protocol, published: list[dict], arms: list[dic
 
 
 def claim_rows(v: verdict.Verdict) -> list[dict]:
-    """One table row per framework (or pair) behind a verdict."""
+    """One table row per framework (or pair) behind a verdict, with its statistics' warnings."""
     rows = []
     for part in v.parts:
         rows.append({"framework": part.get("framework"), "verdict": part["verdict"],
                      "badge": BADGES[part["verdict"]], "why": part["why"],
+                     "warnings": part.get("warnings", []),
                      "examples": [
                          {"seed": e["seed"], "problem": e["problem"]} if "problem" in e else
                          {"seed": e["seed"], "mcnemar": f"{e['mcnemar_p']:.3g}",
@@ -321,16 +326,20 @@ def environment(store: Store, table: pd.DataFrame) -> dict:
 
 def build(protocols: list[Protocol], store: Store, inputs: Inputs, seed: int = 0,
           correct_of: Callable | None = None) -> dict:
-    """The report's whole content for these protocols and the runs in the store."""
-    rng = np.random.default_rng(seed)
+    """The report's whole content for these protocols and the runs in the store.
+
+    `seed` is the bootstrap seed, recorded in the JSON: claim i of a protocol draws from
+    SeedSequence([seed, i]) (`verdict.decide`), the variance shares of the j-th protocol from
+    SeedSequence(seed, spawn_key=(j,)). Holm's correction runs once over all protocols' claims."""
     rows = matrix(store, protocols, inputs)
     table = collect(rows)
     if correct_of is None:
         correct_of = stored_correct(store, table)
-    sections, summary, all_verdicts = [], [], []
-    for protocol in protocols:
-        verdicts = verdict.decide(protocol, table, rng, correct_of)
-        all_verdicts += verdicts
+    decided = [verdict.decide(protocol, table, seed, correct_of, holm=False)
+               for protocol in protocols]
+    all_verdicts = verdict.holm_over([v for verdicts in decided for v in verdicts])
+    sections, summary = [], []
+    for index, (protocol, verdicts) in enumerate(zip(protocols, decided, strict=True)):
         published = published_rows(protocol)
         arms = arm_summaries(protocol, table)
         claims = []
@@ -339,9 +348,13 @@ def build(protocols: list[Protocol], store: Store, inputs: Inputs, seed: int = 0
                            "verdict": v.verdict, "badge": BADGES[v.verdict],
                            "sentence": v.sentence, "rows": claim_rows(v),
                            "chart": claim_chart(v.claim, protocol, published, arms),
-                           "more_seeds": v.more_seeds})
+                           "more_seeds": v.more_seeds, "p_value": f"{v.p_value:.3g}",
+                           "p_holm": f"{v.numbers['p_holm']:.3g}",
+                           "p_not": f"{v.p_not_reproduced:.3g}",
+                           "p_not_holm": f"{v.numbers['p_not_reproduced_holm']:.3g}"})
             summary.append({"protocol": protocol.name, "id": v.claim.id, "text": v.claim.text,
                             "verdict": v.verdict, "badge": BADGES[v.verdict]})
+        variance_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
         states, corrupt = {}, []
         for row in rows:
             if row.run.protocol == protocol.name:
@@ -363,7 +376,7 @@ def build(protocols: list[Protocol], store: Store, inputs: Inputs, seed: int = 0
             "has_runs": bool(states.get("done")),
             "seed_chart": charts.seed_distribution(groups, f"{protocol.name}: final accuracy "
                                                            "of every seed") if groups else "",
-            "variance": variance_shares(protocol, table, rng),
+            "variance": variance_shares(protocol, table, variance_rng),
             "gallery": gallery(protocol, table, store),
             "differences": [{"name": name, "text": text, "tested": tested(protocol)}
                             for name, text, tested in DIFFERENCES],
@@ -371,6 +384,7 @@ def build(protocols: list[Protocol], store: Store, inputs: Inputs, seed: int = 0
     env = environment(store, table)
     seeds_total = len(table)
     return {
+        "schema_version": SCHEMA_VERSION, "bootstrap_seed": seed,
         "title": "Reproducibility audit: " + ", ".join(p.name for p in protocols),
         "generated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "summary": summary, "sections": sections, "environment": env,

@@ -49,7 +49,9 @@ def _clean(value):
 
 def as_json(context: dict) -> dict:
     results: pd.DataFrame = context["results"]
-    return _clean({"title": context["title"], "generated": context["generated"],
+    return _clean({"schema_version": context["schema_version"],
+                   "bootstrap_seed": context["bootstrap_seed"],
+                   "title": context["title"], "generated": context["generated"],
                    "verdicts": context["verdicts"], "summary": context["summary"],
                    "sections": context["sections"], "environment": context["environment"],
                    "results": results.to_dict(orient="records")})
@@ -133,7 +135,13 @@ def write(context: dict, folder: Path, name: str, formats=("html", "pdf", "json"
         write_atomic(folder / f"{name}-runs.csv", lambda f: results.to_csv(f, index=False))
         claims = pd.DataFrame([{"claim": v["claim"], "kind": v["kind"], "verdict": v["verdict"],
                                 "sentence": v["sentence"], "p_value": v["p_value"],
-                                "more_seeds": v["more_seeds"]} for v in context["verdicts"]])
+                                "p_holm": v["numbers"].get("p_holm"),
+                                "p_not_reproduced": v["p_not_reproduced"],
+                                "p_not_reproduced_holm": v["numbers"].get(
+                                    "p_not_reproduced_holm"),
+                                "more_seeds": v["more_seeds"],
+                                "warnings": "; ".join(v["warnings"])}
+                               for v in context["verdicts"]])
         write_atomic(folder / f"{name}-claims.csv", lambda f: claims.to_csv(f, index=False))
         written += [folder / f"{name}-runs.csv", folder / f"{name}-claims.csv"]
     if "model-index" in formats:

@@ -114,6 +114,13 @@ CORPUS = [
      "smoke.steps: 0 is not allowed; allowed: a positive integer"),
     ("bad reading", 'reading = "final"', 'reading = "median"',
      "reading: 'median' is not allowed; allowed: one of final, best"),
+    ("seed spread not positive", 'reading = "final"', 'reading = "final"\nseed_sd = 0',
+     "seed_sd: 0 is not allowed; allowed: a seed-to-seed standard deviation in percentage "
+     "points, > 0 and <= 50"),
+    ("seed spread as text", 'reading = "final"', 'reading = "final"\nseed_sd = "0.3"',
+     "seed_sd: '0.3' is not allowed; allowed: a seed-to-seed standard deviation"),
+    ("seed spread misspelled", 'reading = "final"', 'reading = "final"\nseed_spread = 0.3',
+     "seed_spread: unknown key; did you mean 'seed_sd'?"),
     ("model that cannot be built", 'preset = "tiny"', 'preset = "tiny"\nnum_heads = 5',
      "is not divisible by num_heads=5"),
     ("duplicate claim id", 'id = "beats-vit"', 'id = "value"',
@@ -174,6 +181,12 @@ def test_errors_of_several_files_are_reported_together(tmp_path, capsys):
 def test_a_missing_file_is_a_clear_error(tmp_path, capsys):
     assert main(["validate", str(tmp_path / "nope.toml")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_a_declared_seed_spread_is_kept_in_points(tmp_path):
+    assert load(write(tmp_path, BASE)).seed_sd is None
+    text = BASE.replace('reading = "final"', 'reading = "final"\nseed_sd = 0.3')
+    assert load(write(tmp_path, text)).seed_sd == 0.3
 
 
 def test_arms_extend_each_other(tmp_path):

@@ -47,6 +47,12 @@ def test_shipped_protocols_with_no_runs_show_the_published_figures(tmp_path, cap
     data = json.loads((out / "report.json").read_text())
     assert {v["verdict"] for v in data["verdicts"]} == {"inconclusive"}
     assert len(data["verdicts"]) == sum(len(s["claims"]) for s in data["sections"]) > 20
+    # the randomness is recorded; every claim carries p = 1 (no evidence), and one Holm
+    # correction runs over all protocols' claims
+    assert data["schema_version"] == 1 and data["bootstrap_seed"] == 0
+    assert all(v["p_value"] == 1.0 and v["numbers"]["holm_family"] == len(data["verdicts"])
+               for v in data["verdicts"])
+    assert "Holm's correction runs over all claims of the report" in compact
     pages = pdf_pages_as_images(out / "report.pdf", tmp_path)
     assert len(pages) >= 6
     html = (out / "report.html").read_text()

@@ -1,8 +1,9 @@
 """audit.stats: every nominal 95% interval covers the truth 93-97% of the time in simulated studies
 (t-interval over seeds, Wilson, the two-level bootstrap, the prediction interval), TOST's false
 "reproduced" rate stays at 5% at the margin (Welch's TOST: at its exact size, which the power
-integral gives), each function agrees with scipy and with hand-worked values, the same rng seed
-gives the same interval, and undefined cases give NaN with a warning."""
+integral gives, at most 5% with Hsu's degrees of freedom for every variance ratio and pair of group
+sizes), each function agrees with scipy and with hand-worked values, the same rng seed gives the
+same interval, and undefined cases give NaN with a warning."""
 
 from __future__ import annotations
 
@@ -28,7 +29,9 @@ from audit.stats import (
     seeds_needed,
     seeds_needed_difference,
     seeds_needed_welch,
+    seeds_needed_welch_test,
     t_interval,
+    t_test,
     tost_one_sample,
     tost_paired,
     tost_power,
@@ -36,6 +39,8 @@ from audit.stats import (
     tost_welch_power,
     two_level_bootstrap,
     welch_difference,
+    welch_test,
+    welch_test_power,
     wilson,
 )
 
@@ -218,6 +223,13 @@ def test_tost_one_sample_p_value_is_the_larger_of_two_scipy_one_sided_tests():
     assert (got.ci.low, got.ci.high) == pytest.approx((ci.low, ci.high), rel=1e-12)
 
 
+@pytest.mark.parametrize("alternative", ["greater", "less"])
+def test_t_test_matches_scipy_ttest_1samp(alternative):
+    for null in (0.912, 0.9162, 0.92):
+        ref = stats.ttest_1samp(SEEDS, null, alternative=alternative).pvalue
+        assert t_test(SEEDS, null, alternative) == pytest.approx(ref, rel=1e-12)
+
+
 def test_tost_paired_matches_scipy_ttest_rel():
     a = SEEDS
     b = np.array([0.9160, 0.9165, 0.9170, 0.9150, 0.9180])
@@ -395,16 +407,18 @@ OURS = SEEDS  # 5 runs of a port
 OFFICIAL = np.array([0.9121, 0.9204, 0.9187])  # 3 official runs, a wider spread
 
 
-def welch_tost_by_hand(a, b, delta: float, alpha: float = 0.05):
+def welch_tost_by_hand(a, b, delta: float, alpha: float = 0.05, df: str = "hsu"):
     """Welch's TOST from its formula, over the last axis: (p-value, 90% interval low, high).
 
-    se^2 = s_a^2 / n_a + s_b^2 / n_b, nu = se^4 / ((s_a^2/n_a)^2/(n_a-1) + (s_b^2/n_b)^2/(n_b-1)),
+    se^2 = s_a^2 / n_a + s_b^2 / n_b, nu = min(n_a, n_b) - 1 (Hsu) or, with df "satterthwaite",
+    nu = se^4 / ((s_a^2/n_a)^2/(n_a-1) + (s_b^2/n_b)^2/(n_b-1)),
     p = max(P(t_nu > (D + delta) / se), P(t_nu < (D - delta) / se)), D = mean(a) - mean(b).
     """
     n_a, n_b = a.shape[-1], b.shape[-1]
     var_a, var_b = a.var(axis=-1, ddof=1) / n_a, b.var(axis=-1, ddof=1) / n_b
     se = np.sqrt(var_a + var_b)
-    nu = (var_a + var_b) ** 2 / (var_a**2 / (n_a - 1) + var_b**2 / (n_b - 1))
+    nu = (var_a + var_b) ** 2 / (var_a**2 / (n_a - 1) + var_b**2 / (n_b - 1)) \
+        if df == "satterthwaite" else min(n_a, n_b) - 1
     d = a.mean(axis=-1) - b.mean(axis=-1)
     p = np.maximum(stats.t.sf((d + delta) / se, nu), stats.t.cdf((d - delta) / se, nu))
     half = stats.t.ppf(1 - alpha, nu) * se
@@ -412,29 +426,35 @@ def welch_tost_by_hand(a, b, delta: float, alpha: float = 0.05):
 
 
 def welch_tost_rate(difference: float, delta: float, seed: int, n_a: int = 5, n_b: int = 3,
-                    sd_a: float = 0.003, sd_b: float = 0.008) -> float:
+                    sd_a: float = 0.003, sd_b: float = 0.008, df: str = "hsu") -> float:
     """Share of WELCH_STUDIES studies (n_a runs N(difference, sd_a), n_b runs N(0, sd_b)) that
     Welch's TOST calls equivalent within +- delta; the default SDs are 0.3 and 0.8 points."""
     rng = np.random.default_rng(seed)
     a = rng.normal(difference, sd_a, size=(WELCH_STUDIES, n_a))
     b = rng.normal(0.0, sd_b, size=(WELCH_STUDIES, n_b))
-    p, _, _ = welch_tost_by_hand(a, b, delta)
-    checked = [tost_welch(a[i], b[i], delta).p_value for i in range(WELCH_CHECKED)]
+    p, _, _ = welch_tost_by_hand(a, b, delta, df=df)
+    checked = [tost_welch(a[i], b[i], delta, df=df).p_value for i in range(WELCH_CHECKED)]
     np.testing.assert_allclose(checked, p[:WELCH_CHECKED], rtol=1e-9)  # the rate is tost_welch's
     return rate_of(p < 0.05)
 
 
-def test_tost_welch_is_the_two_one_sided_welch_t_tests_by_hand():
-    for delta in (0.003, 0.005, 0.01):
-        p, low, high = welch_tost_by_hand(OURS, OFFICIAL, delta)
-        got = tost_welch(OURS, OFFICIAL, delta)
+@pytest.mark.parametrize("df", ["hsu", "satterthwaite"])
+def test_tost_welch_is_the_two_one_sided_welch_t_tests_by_hand(df):
+    for delta in (0.003, 0.005, 0.01, 0.015):
+        p, low, high = welch_tost_by_hand(OURS, OFFICIAL, delta, df=df)
+        got = tost_welch(OURS, OFFICIAL, delta, df=df)
         assert got.p_value == pytest.approx(p, rel=1e-12)
         assert got.equivalent == (p < 0.05)
         assert (got.ci.low, got.ci.high) == pytest.approx((low, high), rel=1e-12)
         assert got.ci.estimate == pytest.approx(OURS.mean() - OFFICIAL.mean(), rel=1e-12)
         assert (got.ci.level, got.delta) == (pytest.approx(0.90), delta)
-    assert tost_welch(OURS, OFFICIAL, 0.003).p_value > 0.05  # both sides of the decision seen
-    assert tost_welch(OURS, OFFICIAL, 0.01).p_value < 0.05
+    assert tost_welch(OURS, OFFICIAL, 0.003, df=df).p_value > 0.05  # both sides of the decision
+    assert tost_welch(OURS, OFFICIAL, 0.015, df=df).p_value < 0.05
+    if df == "satterthwaite":  # scipy's Welch tests, shifted by the margin
+        lower = stats.ttest_ind(OURS + 0.005, OFFICIAL, equal_var=False, alternative="greater")
+        upper = stats.ttest_ind(OURS - 0.005, OFFICIAL, equal_var=False, alternative="less")
+        assert tost_welch(OURS, OFFICIAL, 0.005, df=df).p_value == pytest.approx(
+            max(lower.pvalue, upper.pvalue), rel=1e-12)
 
 
 def test_welch_difference_is_the_welch_interval_by_hand():
@@ -442,23 +462,53 @@ def test_welch_difference_is_the_welch_interval_by_hand():
     got = welch_difference(OURS, OFFICIAL)
     assert (got.low, got.high) == pytest.approx((low, high), rel=1e-12)
     assert got.estimate == pytest.approx(OURS.mean() - OFFICIAL.mean())
-    # and the interval no pairing and no common variance would give is wider than Student's
+    # Hsu's interval (min(5, 3) - 1 = 2 degrees of freedom) is wider than the Welch-Satterthwaite
+    # one, which is scipy's ttest_ind(equal_var=False) interval; both wider than Student's
+    satterthwaite = welch_difference(OURS, OFFICIAL, df="satterthwaite")
+    ref = stats.ttest_ind(OURS, OFFICIAL, equal_var=False).confidence_interval(0.95)
+    assert (satterthwaite.low, satterthwaite.high) == pytest.approx((ref.low, ref.high),
+                                                                    rel=1e-12)
     pooled = stats.ttest_ind(OURS, OFFICIAL, equal_var=True).confidence_interval(0.95)
-    assert got.high - got.low > pooled.high - pooled.low
+    assert got.high - got.low > satterthwaite.high - satterthwaite.low > \
+        pooled.high - pooled.low
 
 
-@pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")  # scipy, on the constant group
+@pytest.mark.parametrize("df", ["hsu", "satterthwaite"])
+@pytest.mark.parametrize("alternative", ["greater", "less"])
+def test_welch_test_is_the_one_sided_welch_t_test(df, alternative):
+    for margin in (-0.004, 0.0, 0.003):
+        got = welch_test(OURS, OFFICIAL, margin, alternative, df)
+        # by hand: the one-sided tail of the TOST's statistic; and scipy's for Satterthwaite
+        se = math.sqrt(OURS.var(ddof=1) / 5 + OFFICIAL.var(ddof=1) / 3)
+        t = (OURS.mean() - OFFICIAL.mean() - margin) / se
+        nu = 2 if df == "hsu" else stats.ttest_ind(OURS, OFFICIAL, equal_var=False).df
+        ref = stats.t.sf(t, nu) if alternative == "greater" else stats.t.cdf(t, nu)
+        assert got == pytest.approx(ref, rel=1e-12)
+        if df == "satterthwaite":
+            scipy_p = stats.ttest_ind(OURS - margin, OFFICIAL, equal_var=False,
+                                      alternative=alternative).pvalue
+            assert got == pytest.approx(scipy_p, rel=1e-12)
+
+
 def test_tost_welch_against_a_constant_group_is_the_one_sample_tost():
-    # s_b = 0 leaves se = s_a / sqrt(n_a) and nu = n_a - 1: the one-sample TOST against mean(b)
-    got = tost_welch(OURS, [0.917] * 3, 0.005)
+    # s_b = 0 leaves se = s_a / sqrt(n_a): with Satterthwaite's nu = n_a - 1 it is the one-sample
+    # TOST against mean(b); Hsu's rule keeps min(n_a, n_b) - 1 = 2 degrees of freedom (it cannot
+    # tell a constant group from one whose spread the runs missed): the same statistic, a larger p
     ref = tost_one_sample(OURS, 0.917, 0.005)
+    got = tost_welch(OURS, [0.917] * 3, 0.005, df="satterthwaite")
     assert got.p_value == pytest.approx(ref.p_value, rel=1e-12)
     assert (got.ci.low, got.ci.high) == pytest.approx((ref.ci.low - 0.917, ref.ci.high - 0.917),
                                                       abs=1e-12)
-    # the power integral in that limit is tost_power's (up to the quadrature, ~2e-5)
+    d, se = OURS.mean() - 0.917, OURS.std(ddof=1) / math.sqrt(5)
+    hsu = tost_welch(OURS, [0.917] * 3, 0.005)
+    by_hand = max(stats.t.sf((d + 0.005) / se, 2), stats.t.cdf((d - 0.005) / se, 2))
+    assert hsu.p_value == pytest.approx(by_hand, rel=1e-12) and hsu.p_value > ref.p_value
+    # the power integral in that limit is tost_power's (up to the quadrature, ~2e-5); Hsu's too
+    # where the constant group is not the smaller one
     for n, sd in [(3, 0.004), (5, 0.0025), (8, 0.003)]:
-        assert float(tost_welch_power(n, 4, sd, 0.0, 0.005)) == pytest.approx(
-            float(tost_power(n, sd, 0.005)), abs=1e-4)
+        for df, n_b in [("satterthwaite", 4), ("hsu", n)]:
+            assert float(tost_welch_power(n, n_b, sd, 0.0, 0.005, df=df)) == pytest.approx(
+                float(tost_power(n, sd, 0.005)), abs=1e-4)
     assert [seeds_needed_welch(sd, 0.0, 0.005) for sd in (0.002, 0.0025, 0.003)] == \
         [seeds_needed(sd, 0.005) for sd in (0.002, 0.0025, 0.003)] == [4, 4, 5]
 
@@ -473,26 +523,87 @@ def test_tost_welch_equivalent_exactly_when_the_90_percent_interval_is_inside_th
 
 @pytest.mark.parametrize(("delta", "seed"), [(0.005, 22), (0.02, 23)])
 def test_welch_tost_false_reproduced_rate_at_the_margin_is_its_exact_size(delta, seed):
-    # 5 runs of SD 0.3 points against 3 of SD 0.8, true difference exactly at the margin.
-    # Margin 0.5 points: the size is 1.8%, at most alpha. Margin 2 points: Welch's approximate df
-    # make it 5.6% (documented in tost_welch), a bound this test holds it to (<= 6%). Either way
-    # the simulated rate is the exact size from the power integral within 4 Monte-Carlo SEs.
+    # 5 runs of SD 0.3 points against 3 of SD 0.8, true difference exactly at the margin: the
+    # simulated rate is the exact size from the power integral within 4 Monte-Carlo SEs, and not
+    # significantly above alpha (one-sided binomial test, 0.1%). Hsu's size is 0.6% at a margin
+    # of 0.5 points and 3.4% at 2; Welch-Satterthwaite's would be 1.8% and 5.6%.
     size = float(tost_welch_power(5, 3, 0.003, 0.008, delta, difference=delta))
     assert size == pytest.approx(float(tost_welch_power(5, 3, 0.003, 0.008, delta, -delta)))
     se = math.sqrt(size * (1 - size) / WELCH_STUDIES)
     for offset, study_seed in [(delta, seed), (-delta, seed + 100)]:
         false_reproduced = welch_tost_rate(offset, delta, study_seed)
         assert abs(false_reproduced - size) < 4 * se
-        if delta == 0.005:  # not significantly above alpha (one-sided binomial test, 0.1%)
-            count = round(false_reproduced * WELCH_STUDIES)
-            excess = stats.binomtest(count, WELCH_STUDIES, 0.05, alternative="greater")
-            assert excess.pvalue > 1e-3
-    assert size <= 0.05 if delta == 0.005 else 0.05 < size <= 0.06
+        count = round(false_reproduced * WELCH_STUDIES)
+        excess = stats.binomtest(count, WELCH_STUDIES, 0.05, alternative="greater")
+        assert excess.pvalue > 1e-3
+    assert size <= 0.05
+    satterthwaite = float(tost_welch_power(5, 3, 0.003, 0.008, delta, delta, df="satterthwaite"))
+    assert satterthwaite <= 0.05 if delta == 0.005 else 0.05 < satterthwaite <= 0.06
+    if delta == 0.02:  # and the simulation sees Satterthwaite's excess too
+        rate = welch_tost_rate(delta, delta, seed + 200, df="satterthwaite")
+        assert abs(rate - satterthwaite) < 4 * math.sqrt(satterthwaite * (1 - satterthwaite)
+                                                          / WELCH_STUDIES)
+
+
+SIZE_GROUPS = np.array([2, 3, 4, 5, 7, 10, 20])  # runs per group, each paired with each
+SIZE_RATIOS = [0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 10.0, math.inf]  # sd_b / sd_a
+
+
+@pytest.mark.parametrize("ratio", SIZE_RATIOS)
+def test_welch_with_hsu_df_never_exceeds_alpha_for_any_variance_ratio_or_group_sizes(ratio):
+    # The exact size of the one-sided Welch test (what each of the TOST's tests does alone, its
+    # largest size at a margin wide enough) on every pair of group sizes 2..20: at most 5% with
+    # Hsu's degrees of freedom [Mickey and Brown 1966]; Welch-Satterthwaite's reaches 8.2%
+    # (20 runs against 2 of the same SD). And the TOST's size at the margin, for margins of
+    # 0.5, 1 and 4 standard errors of the difference, at most 5% too.
+    sd_a, sd_b = (1.0, ratio) if math.isfinite(ratio) else (0.0, 1.0)
+    n_a, n_b = np.meshgrid(SIZE_GROUPS, SIZE_GROUPS, indexing="ij")
+    hsu = welch_test_power(n_a, n_b, sd_a, sd_b, 0.0)
+    assert hsu.max() <= 0.05 + 1e-9  # the quadrature's error, where the bound is attained
+    tau = np.sqrt(sd_a**2 / n_a + sd_b**2 / n_b)
+    for k in (0.5, 1.0, 4.0):
+        for i, j in itertools.product(range(len(SIZE_GROUPS)), repeat=2):
+            delta = k * tau[i, j]
+            size = tost_welch_power(n_a[i, j], n_b[i, j], sd_a, sd_b, delta, delta)
+            assert size <= 0.05 + 1e-4
+    satterthwaite = welch_test_power(n_a, n_b, sd_a, sd_b, 0.0, df="satterthwaite")
+    if ratio == 1.0:
+        assert satterthwaite.max() == pytest.approx(0.0819, abs=5e-4)
+
+
+@pytest.mark.parametrize(("n_a", "n_b", "sd_a", "sd_b", "seed"), [
+    (5, 3, 0.003, 0.008, 40), (10, 3, 0.003, 0.003, 41), (3, 10, 0.008, 0.003, 42),
+    (2, 20, 0.003, 0.003, 43)])
+def test_welch_test_size_and_power_match_simulation(n_a, n_b, sd_a, sd_b, seed):
+    # one-sided Welch tests at effect 0 (the size) and at a true effect of 2 standard errors
+    rng = np.random.default_rng(seed)
+    tau = math.sqrt(sd_a**2 / n_a + sd_b**2 / n_b)
+    for effect in (0.0, 2 * tau):
+        a = rng.normal(effect, sd_a, size=(WELCH_STUDIES, n_a))
+        b = rng.normal(0.0, sd_b, size=(WELCH_STUDIES, n_b))
+        se = np.sqrt(a.var(axis=1, ddof=1) / n_a + b.var(axis=1, ddof=1) / n_b)
+        p = stats.t.sf((a.mean(axis=1) - b.mean(axis=1)) / se, min(n_a, n_b) - 1)
+        assert p[0] == pytest.approx(welch_test(a[0], b[0]), rel=1e-12)
+        predicted = float(welch_test_power(n_a, n_b, sd_a, sd_b, effect))
+        rate = rate_of(p < 0.05)
+        assert abs(rate - predicted) < 4 * math.sqrt(predicted * (1 - predicted) / WELCH_STUDIES)
+        if effect == 0.0:
+            assert predicted <= 0.05
+
+
+def test_what_hsu_df_cost_in_power_as_documented():
+    cases = {(5, 5, 0.003, 0.003, 0.01): (0.995, 0.998), (5, 3, 0.003, 0.008, 0.01): (0.16, 0.24),
+             (3, 3, 0.005, 0.005, 0.01): (0.18, 0.31), (10, 10, 0.003, 0.003, 0.005): (0.93, 0.95),
+             (10, 3, 0.003, 0.003, 0.005): (0.21, 0.43)}
+    for case, (hsu, satterthwaite) in cases.items():
+        assert float(tost_welch_power(*case)) == pytest.approx(hsu, abs=0.005)
+        assert float(tost_welch_power(*case, df="satterthwaite")) == pytest.approx(
+            satterthwaite, abs=0.005)
 
 
 @pytest.mark.parametrize(("delta", "seed"), [(0.01, 24), (0.015, 25)])
 def test_welch_tost_power_at_no_difference_matches_simulation(delta, seed):
-    predicted = float(tost_welch_power(5, 3, 0.003, 0.008, delta))  # 0.24 and 0.53
+    predicted = float(tost_welch_power(5, 3, 0.003, 0.008, delta))  # 0.16 and 0.42
     rate = welch_tost_rate(0.0, delta, seed)
     assert abs(rate - predicted) < 4 * math.sqrt(predicted * (1 - predicted) / WELCH_STUDIES)
 
@@ -507,6 +618,17 @@ def test_seeds_needed_welch_reaches_the_requested_power_in_simulation():
     for k, predicted, seed in zip((n - 1, n), power, (26, 27), strict=True):
         rate = welch_tost_rate(difference, delta, seed, n_a=k, n_b=k, sd_a=sd_a, sd_b=sd_b)
         assert abs(rate - predicted) < 4 * math.sqrt(predicted * (1 - predicted) / WELCH_STUDIES)
+
+
+def test_seeds_needed_welch_test_reaches_the_requested_power():
+    # one-sided Welch test, equal runs per group: the smallest n with power >= 0.8 by the exact
+    # integral, which simulation confirms above; with one group constant it is the paired
+    # t-test's noncentral-t answer (Hsu's n - 1 degrees of freedom are the one-sample test's)
+    n = seeds_needed_welch_test(0.003, 0.008, 0.006)
+    power = welch_test_power([n - 1, n], [n - 1, n], 0.003, 0.008, 0.006)
+    assert power[0] < 0.8 <= power[1]
+    assert seeds_needed_welch_test(0.003, 0.0, 0.003) == seeds_needed_difference(0.003, 0.003)
+    assert seeds_needed_welch_test(0.01, 0.01, 0.0001, max_n=50) is None
 
 
 def test_seeds_needed_welch_is_none_outside_the_margin_or_beyond_max_n():
@@ -525,12 +647,20 @@ def test_pairing_unrelated_runs_by_seed_makes_the_verdict_depend_on_arbitrary_la
     labellings = [official[list(order)] for order in itertools.permutations(range(5))]
     paired = [tost_paired(ours, relabelled, 0.005).equivalent for relabelled in labellings]
     assert 0.2 < rate_of(paired) < 0.8
-    welch = [tost_welch(ours, relabelled, 0.005).p_value for relabelled in labellings[:10]]
-    assert max(welch) - min(welch) < 1e-12 and max(welch) < 0.05
-    # and pairing drops runs: 5 official runs against 3 of ours leave 3 pairs, each difference
-    # with SD sqrt(2) * sd; Welch's TOST on all 8 runs has more power (0.31 against 0.19)
+    for df in ("hsu", "satterthwaite"):
+        welch = [tost_welch(ours, relabelled, 0.005, df=df).p_value
+                 for relabelled in labellings[:10]]
+        assert max(welch) - min(welch) < 1e-12
+    assert tost_welch(ours, official, 0.005, df="satterthwaite").equivalent
+    # (Hsu's 4 degrees of freedom, against Satterthwaite's 8.0, leave p = 0.055 here)
+    # Pairing drops runs: 5 official runs against 3 of ours leave 3 pairs, each difference with
+    # SD sqrt(2) * sd. Welch's TOST on all 8 runs has more power with Satterthwaite's degrees of
+    # freedom (0.31 against 0.19), less with Hsu's (0.11): the price of a size that never
+    # exceeds alpha, whatever the variances, when the groups are this unequal
     paired_power = float(tost_power(3, math.sqrt(2) * 0.003, 0.005))
-    assert float(tost_welch_power(5, 3, 0.003, 0.003, 0.005)) > paired_power + 0.1
+    assert float(tost_welch_power(5, 3, 0.003, 0.003, 0.005, df="satterthwaite")) > \
+        paired_power + 0.1
+    assert float(tost_welch_power(5, 3, 0.003, 0.003, 0.005)) == pytest.approx(0.11, abs=0.005)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -605,6 +735,10 @@ def test_welch_undefined_cases_warn_and_return_nan():
         assert seeds_needed_welch(float("nan"), 0.003, 0.005) is None
     with pytest.warns(StatsWarning, match="undefined"):
         assert seeds_needed_welch(0.0, 0.0, 0.005) is None
+    with pytest.warns(StatsWarning, match="zero spread in both"):
+        assert math.isnan(welch_test([0.917, 0.917], [0.915, 0.915]))
+    with pytest.warns(StatsWarning, match="identical"):
+        assert math.isnan(t_test([0.917, 0.917], 0.9, "greater"))
 
 
 def test_paired_bootstrap_falls_back_to_percentile_when_bca_is_degenerate():
@@ -633,6 +767,10 @@ def test_expected_best_of_n_with_no_spread_is_the_mean():
     (lambda: welch_difference([0.9, 0.91], [[0.9, 0.92]]), "one-dimensional"),
     (lambda: tost_welch_power(1, 3, 0.003, 0.008, 0.005), "at least 2 runs"),
     (lambda: tost_welch_power(3, 3, 0.0, 0.0, 0.005), "not both 0"),
+    (lambda: tost_welch([0.9, 0.91], [0.9, 0.92], 0.005, df="welch"), "df must be one of"),
+    (lambda: welch_test([0.9, 0.91], [0.9, 0.92], alternative="two-sided"), "alternative"),
+    (lambda: t_test([0.9, 0.91], 0.9, "both"), "alternative"),
+    (lambda: seeds_needed_welch_test(0.003, 0.003, 0.0), "positive"),
 ])
 def test_malformed_input_raises(call, message):
     with pytest.raises(ValueError, match=message):

@@ -169,16 +169,34 @@ def test_published_figures_alone_get_wilson_intervals():
     assert "versus_paper" not in rows["paper"]
 
 
-def test_identical_seeds_decide_by_their_value():
-    """No spread (e.g. bit-identical frameworks on CPU): the constant difference decides."""
+def test_no_verdict_rests_on_zero_spread():
+    """Identical seeds measured no spread (the seed may not reach the training): inconclusive
+    with p = 1, not a verdict with p = 0 that no correction can touch."""
+    v = decide("value", {("transfg", "torch"): [0.917] * 3})
+    assert v.verdict == "inconclusive" and v.p_value == 1.0
+    assert "seed may vary nothing" in v.sentence and "no spread was measured" in v.sentence
+    assert any("zero spread" in w for w in v.warnings) and v.parts[0]["zero_spread"]
+    assert "If the seed does vary the training" in v.sentence  # seeds needed, from a prior
+    v = decide("comparison", {("transfg", "torch"): list(BASE + 0.01),
+                              ("vit", "torch"): list(BASE)})
+    assert v.verdict == "inconclusive" and v.p_value == 1.0
+    assert "seed may vary nothing" in v.sentence
+
+
+def test_a_constant_paired_difference_between_frameworks_is_exact_agreement():
+    """Bit-identical ports (or any constant difference): no sampling error to test, so the
+    difference against the margin decides, and says so; p 0 inside (certain), 1 outside."""
     same = list(BASE)
-    assert decide("equivalence", {("transfg", "jittor"): same,
-                                  ("transfg", "torch"): same}).verdict == "reproduced"
-    assert decide("equivalence", {("transfg", "jittor"): list(BASE + 0.01),
-                                  ("transfg", "torch"): same}).verdict == "not reproduced"
-    assert decide("value", {("transfg", "torch"): [0.917] * 3}).verdict == "reproduced"
-    assert decide("comparison", {("transfg", "torch"): list(BASE + 0.01),
-                                 ("vit", "torch"): same}).verdict == "reproduced"
+    v = decide("equivalence", {("transfg", "jittor"): same, ("transfg", "torch"): same})
+    assert v.verdict == "reproduced" and v.p_value == 0.0 and v.parts[0]["exact"] is True
+    assert "exact agreement" in v.sentence and "no sampling error" in v.sentence
+    v = decide("equivalence", {("transfg", "jittor"): list(BASE + 0.01),
+                               ("transfg", "torch"): same})
+    assert v.verdict == "not reproduced" and v.p_value == 1.0 and v.parts[0]["exact"] is True
+    assert v.p_not_reproduced == 0.0 and "beyond the margin" in v.sentence
+    # every seed identical in both frameworks as well: said, the seed may vary nothing
+    v = decide("equivalence", {("transfg", "jittor"): [0.9] * 3, ("transfg", "torch"): [0.9] * 3})
+    assert v.verdict == "reproduced" and "seed may vary nothing" in v.sentence
 
 
 # ------------------------------------------------------------------ three frameworks: official
@@ -217,7 +235,7 @@ def test_equivalence_over_three_frameworks_tests_every_pair_official_unpaired():
         assert part["sd_b"] == pytest.approx(np.std(official, ddof=1))
         assert part["mean_difference"] == pytest.approx(ours.mean() - official.mean())
         assert part["tost_p"] == pytest.approx(stats.tost_welch(ours, official, 0.005).p_value)
-        assert {"margin", "ci90", "difference", "sd_a"} <= set(part)
+        assert {"margin", "ci90", "ci_not", "sd_a"} <= set(part)
     assert [p["verdict"] for p in v.parts] == ["reproduced"] * 3 and v.verdict == "reproduced"
     assert v.p_value == max(p["p_value"] for p in v.parts)  # what Holm over the report reads
 
@@ -247,8 +265,13 @@ def test_one_failing_official_pair_decides_the_claim_as_combine_does(official, e
 def test_too_few_official_runs_leave_their_pairs_inconclusive(official, why):
     v = decide_three(np.array(official))
     assert [p["verdict"] for p in v.parts] == ["reproduced", "inconclusive", "inconclusive"]
-    assert all(why in p["why"] and p["more_seeds"] is None for p in v.parts[1:])
-    assert v.verdict == "inconclusive"
+    assert all(why in p["why"] for p in v.parts[1:])
+    assert v.verdict == "inconclusive" and v.p_value == 1.0
+    # seeds needed from a prior spread for the official runs: the pooled spread of the groups
+    # with 2 or more runs (our two ports), said in the sentence
+    for part in v.parts[1:]:
+        assert part["spread_source"] == "pooled" and part["more_seeds"] >= 2
+    assert "pooled spread of the protocol's groups" in v.sentence and "more seeds" in v.sentence
 
 
 def test_which_frameworks_pair_by_seed_is_one_explicit_rule():
@@ -256,3 +279,148 @@ def test_which_frameworks_pair_by_seed_is_one_explicit_rule():
     assert verdict.pairs_by_seed("torch", "jittor") and verdict.pairs_by_seed("jittor", "torch")
     assert not verdict.pairs_by_seed("torch", "official")
     assert not verdict.pairs_by_seed("official", "jittor")
+
+
+# ------------------------------------------------------------------ p-values, Holm, randomness
+
+def test_every_claim_carries_its_p_value_for_reproduced_whatever_its_verdict():
+    cases = {"value": {("transfg", "torch"): [0.880, 0.882, 0.879, 0.881, 0.883]},
+             "comparison": {("transfg", "torch"): list(BASE + WIDE), ("vit", "torch"): list(BASE)},
+             "equivalence": {("transfg", "jittor"): list(BASE - 0.02 + NOISE),
+                             ("transfg", "torch"): list(BASE)}}
+    for claim_id, values in cases.items():
+        v = decide(claim_id, values)
+        assert v.verdict != "reproduced" and 0.05 <= v.p_value <= 1.0
+        assert v.p_value == max(p["p_value"] for p in v.parts)
+    # too little data: p = 1 (no evidence), never NaN, which Holm would drop from its family
+    assert decide("value", {("transfg", "torch"): [0.917]}).p_value == 1.0
+    assert decide("value", {}).p_value == 1.0
+
+
+def test_holm_runs_over_all_claims_and_only_demotes():
+    t = table({("transfg", "torch"): [0.9165, 0.9175, 0.9172, 0.9168, 0.9170],
+               ("transfg", "jittor"): [0.9165, 0.9175, 0.9172, 0.9168, 0.9170]})
+    alone = verdict.decide(PROTOCOL_OBJ, t, 0, holm=False)
+    assert alone[0].verdict == "reproduced" and "p_holm" not in alone[0].numbers
+    corrected = verdict.decide(PROTOCOL_OBJ, t, 0)
+    # the family is all 4 claims: the frameworks' exact agreement (p = 0, certain) first, then
+    # the value claim's p times 3, then two claims with no data (p = 1); nothing is promoted
+    assert all(v.numbers["holm_family"] == 4 for v in corrected)
+    assert corrected[2].p_value == 0.0 and corrected[2].parts[0]["exact"]
+    assert corrected[0].numbers["p_holm"] == pytest.approx(3 * corrected[0].p_value)
+    for before, after in zip(alone, corrected, strict=True):
+        assert after.verdict in (before.verdict, "inconclusive")
+
+
+def test_a_marginal_claim_is_demoted_by_a_report_wide_holm_with_its_reason():
+    v = decide("value", {("transfg", "torch"): [0.9271, 0.9261, 0.9268, 0.9264, 0.9266]})
+    assert v.verdict == "reproduced" and 0.0125 < v.p_value < 0.05  # 0.039
+    others = [verdict.Verdict(CLAIMS["comparison"], "inconclusive", "Inconclusive.")] * 3
+    (demoted, *_) = verdict.holm_over([v, *others])
+    assert demoted.verdict == "inconclusive" and demoted.numbers["demoted_by_holm"] == \
+        "reproduced"
+    assert demoted.sentence.startswith("Inconclusive after Holm's correction over the report's "
+                                       "4 claims: its p for reproduced")
+    # and the mirror: a marginal `not reproduced` (the tolerance's other side) is demoted too
+    v = decide("value", {("transfg", "torch"): [0.9071, 0.9061, 0.9068, 0.9064, 0.9066]})
+    assert v.verdict == "not reproduced" and 0.0125 < v.p_not_reproduced < 0.05
+    (demoted, *_) = verdict.holm_over([v, *others])
+    assert demoted.verdict == "inconclusive" and demoted.numbers["demoted_by_holm"] == \
+        "not reproduced"
+    assert "its p for not reproduced" in demoted.sentence
+
+
+def test_adding_a_claim_changes_no_other_claims_interval():
+    values = {("transfg", "torch"): list(BASE + 0.01 + NOISE), ("vit", "torch"): list(BASE)}
+    first = verdict.decide(PROTOCOL_OBJ, table(values), 7)
+    more = parse(PROTOCOL | {"claims": [*PROTOCOL["claims"], {
+        "id": "extra", "kind": "comparison", "text": "t", "better": "a0", "worse": "a6",
+        "frameworks": ["torch"]}]}, "verdict-more.toml")
+    second = verdict.decide(more, table(values), 7)
+    assert second[1].parts[0]["probability_of_improvement"] == \
+        first[1].parts[0]["probability_of_improvement"]
+    assert second[1].numbers["random_stream"] == [7, 1]
+    # the same seed, given as a Generator, is one draw from it; a bad rng is refused
+    assert verdict.random_seed(np.random.default_rng(3)) == \
+        verdict.random_seed(np.random.default_rng(3))
+    with pytest.raises(TypeError, match="Generator or a seed"):
+        verdict.decide(PROTOCOL_OBJ, table(values), -1)
+
+
+# ------------------------------------------------------------------ sentences and evidence
+
+def test_a_comparison_sentence_shows_the_interval_of_its_one_sided_test():
+    v = decide("comparison", {("transfg", "torch"): list(BASE + 0.01 + NOISE),
+                              ("vit", "torch"): list(BASE)})
+    part = v.parts[0]
+    assert "one-sided 95% lower bound" in v.sentence and "90% interval" in v.sentence
+    assert "95% interval" not in v.sentence
+    assert part["ci90"]["level"] == pytest.approx(0.90)
+    assert f"{100 * part['ci90']['low']:+.2f} points" in v.sentence
+
+
+def test_statistical_warnings_are_recorded_in_the_part_and_the_verdict():
+    same = np.arange(400) % 4 != 0  # two runs that agree on every example: BCa is degenerate
+
+    v = decide("comparison", {("transfg", "torch"): list(BASE + 0.01 + NOISE),
+                              ("vit", "torch"): list(BASE)}, correct_of=lambda key: same)
+    assert any("percentile" in w for w in v.parts[0]["warnings"])
+    assert any("over test examples" in w and "percentile" in w for w in v.warnings)
+    assert all(e["warnings"] for e in v.parts[0]["examples"])
+
+
+# ------------------------------------------------------------------ seeds needed
+
+def test_one_seed_plans_from_the_default_spread_and_says_so():
+    v = decide("value", {("transfg", "torch"): [0.917]})
+    part = v.parts[0]
+    assert part["spread_source"] == "default" and part["spread"] == verdict.DEFAULT_SEED_SD
+    # TOST at a seed SD of 0.3 points and a tolerance of 1 point needs 3 seeds: 2 more
+    assert v.more_seeds == stats.seeds_needed(0.003, 0.01, 0.0) - 1 == 2
+    assert "the audit's default seed spread, 0.30 points" in v.sentence
+
+
+def test_the_protocol_s_declared_spread_wins_then_the_pooled_spread():
+    declared = parse(PROTOCOL | {"seed_sd": 0.5}, "verdict-sd.toml")
+    t = table({("transfg", "torch"): [0.917], ("vit", "torch"): list(BASE + WIDE)})
+    v = verdict.decide_value(CLAIMS["value"], declared, t, "final")
+    assert v.parts[0]["spread_source"] == "protocol" and v.parts[0]["spread"] == 0.005
+    assert "declared seed spread (seed_sd), 0.50 points" in v.sentence
+    v = verdict.decide_value(CLAIMS["value"], PROTOCOL_OBJ, t, "final")
+    assert v.parts[0]["spread_source"] == "pooled"
+    assert v.parts[0]["spread"] == pytest.approx(np.std(BASE + WIDE, ddof=1))
+    # a measured spread is uncertain: also at the upper end of its one-sided 80% interval
+    assert v.parts[0]["more_seeds_high"] > v.more_seeds
+    assert "up to" in v.sentence
+
+
+def test_a_spread_measured_over_seeds_gives_a_range_and_says_it_is_optimistic():
+    v = decide("value", {("transfg", "torch"): [0.905, 0.925, 0.892, 0.935, 0.915]})
+    assert v.verdict == "inconclusive" and v.parts[0]["spread_source"] == "observed"
+    assert v.numbers["more_seeds_high"] > v.more_seeds
+    assert "optimistic" in v.sentence and "one-sided 80% interval" in v.sentence
+
+
+# ------------------------------------------------------------------ unpaired fallback, ranking
+
+def test_ports_with_different_seed_lists_are_compared_unpaired():
+    t = table({("transfg", "torch"): list(BASE), ("transfg", "jittor"): list(BASE + NOISE)})
+    t.loc[t["framework"] == "jittor", "seed"] = [f"seed {k}" for k in range(10, 15)]
+    v = verdict.decide_equivalence(CLAIMS["equivalence"], PROTOCOL_OBJ, t, "final")
+    part = v.parts[0]
+    assert part["test"] == "Welch TOST" and part["seeds"] == []
+    assert "the frameworks share 0 seeds, fewer than a paired test needs" in part["why"]
+    assert part["p_value"] == pytest.approx(stats.tost_welch(BASE + NOISE, BASE, 0.005).p_value)
+
+
+def test_a_ranking_holds_when_the_best_beats_each_other_arm_intersection_union():
+    a0, a6 = BASE - 0.01 + NOISE, BASE - 0.012 - NOISE
+    v = decide("ranking", {("a0", "torch"): list(a0), ("a4", "torch"): list(BASE),
+                           ("a6", "torch"): list(a6)})
+    raw = [stats.t_test(BASE - other, 0.0, "greater") for other in (a0, a6)]
+    assert v.verdict == "reproduced" and v.p_value == pytest.approx(max(raw))
+    # not reproduced: some arm beats it at the level corrected for the 2 comparisons (95%)
+    v = decide("ranking", {("a0", "torch"): list(BASE + 0.02 + NOISE),
+                           ("a4", "torch"): list(BASE), ("a6", "torch"): list(BASE - 0.01)})
+    assert "the 95% interval of a4 - a0 (the 90% one corrected for the claim's 2 tests" \
+        in v.sentence
