@@ -42,6 +42,8 @@ def fake_system(tmp_path, monkeypatch):
     library.write_bytes(b"\x7fELF")
     monkeypatch.setattr(jittor_env, "cuda_usable", lambda: False)
     monkeypatch.setattr(jittor_env, "find_system_onednn", lambda: (include, library))
+    # This machine's own nvcc stays out of these tests; the CUDA 13 layer has its own below.
+    monkeypatch.setattr(jittor_env, "prepare_cuda", lambda env, cache: f"prepared under {cache}")
     return tmp_path
 
 
@@ -100,7 +102,10 @@ def test_respects_what_the_user_set(fake_system):
 def test_keeps_cuda_when_a_gpu_is_usable(fake_system, monkeypatch):
     monkeypatch.setattr(jittor_env, "cuda_usable", lambda: True)
     env = {"JITTOR_HOME": str(fake_system / "home")}
-    assert prepare_jittor(env).cuda and "nvcc_path" not in env
+    setup = prepare_jittor(env)
+    assert setup.cuda and "nvcc_path" not in env
+    assert setup.cuda_detail == f"prepared under {fake_system / 'home' / '.cache' / 'jittor'}"
+    assert prepare_jittor({**env, "nvcc_path": ""}).cuda_detail == "off"
 
 
 def test_finds_debians_onednn_on_this_machine():
