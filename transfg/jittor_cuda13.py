@@ -121,6 +121,13 @@ TRANSFG_CUDNN9_REMOVED(cudnnRNNBackwardWeights)
 OVERLAY = {"helper_cuda.h": HELPER_CUDA_H, "cudnn_rnn_descriptor.h": CUDNN_RNN_DESCRIPTOR_H}
 
 
+# Jittor downloads these sources from GitHub at its first CUDA import (compile_extern.py: cutt,
+# a faster transpose; cutlass, which it does not use; NCCL 2.8.4 where mpicc exists) and dies
+# where that fails, as on the offline GPU machines; none of the three has been built against
+# CUDA 13. Off, Jittor transposes with its own kernels and reduces across processes through MPI.
+DOWNLOADS_OFF = ("use_cutt", "use_cutlass", "use_nccl")
+
+
 class CudaLayerError(RuntimeError):
     """The CUDA found cannot be prepared for Jittor; the message says what to install or set."""
 
@@ -329,6 +336,10 @@ class Layer:
     nvcc: Path  # the wrapper: Jittor's nvcc_path
     overlay: Path  # the quote-include folder: -iquote in Jittor's cc_flags
 
+    @classmethod
+    def at(cls, folder: Path) -> Layer:
+        return cls(folder, folder / "bin" / "nvcc", folder / "overlay")
+
     @property
     def cc_flag(self) -> str:
         return f'-iquote"{self.overlay}"'
@@ -350,7 +361,7 @@ def build_layer(toolkit: CudaToolkit, cache: Path) -> Layer:
     plan = layer_plan(toolkit)
     key = hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()[:16]
     target = cache / f"cuda{toolkit.version[0]}-layer" / key
-    layer = Layer(target, target / "bin" / "nvcc", target / "overlay")
+    layer = Layer.at(target)
     if (target / MANIFEST).is_file():
         return layer
     staging = target.with_name(f"{key}.tmp{os.getpid()}")
@@ -374,23 +385,27 @@ def build_layer(toolkit: CudaToolkit, cache: Path) -> Layer:
 
 
 def apply_layer(env: os._Environ | dict, layer: Layer) -> None:
-    """Point Jittor at the layer: nvcc_path and one cc_flags entry, kept beside the user's."""
+    """Point Jittor at the layer: nvcc_path and one cc_flags entry, kept beside the user's; and
+    keep Jittor from downloading what it cannot build offline (DOWNLOADS_OFF)."""
     env["nvcc_path"] = str(layer.nvcc)
     flags = env.get("cc_flags", "")
     if layer.cc_flag not in flags:
         env["cc_flags"] = f"{flags} {layer.cc_flag}".strip()
+    for name in DOWNLOADS_OFF:
+        env.setdefault(name, "0")
 
 
-# Jittor downloads these sources from GitHub at its first CUDA import (compile_extern.py: cutt,
-# a faster transpose; cutlass, which it does not use; NCCL 2.8.4 where mpicc exists) and dies
-# where that fails, as on the offline GPU machines; none of the three has been built against
-# CUDA 13. Off, Jittor transposes with its own kernels and reduces across processes through MPI.
-DOWNLOADS_OFF = ("use_cutt", "use_cutlass", "use_nccl")
 
 
 def prepare_cuda(env: os._Environ | dict, cache: Path) -> str:
     """Prepare Jittor's CUDA build where CUDA is on: apply the layer when the CUDA Jittor would
     use is 13 or newer. One line saying what was found and done; raises CudaLayerError."""
+    inherited = layer_manifest(Path(env["nvcc_path"])) if env.get("nvcc_path") else None
+    if inherited is not None:  # a parent process (or the user) applied a layer: keep it
+        layer = Layer.at(Path(env["nvcc_path"]).parent.parent)
+        apply_layer(env, layer)
+        return (f"CUDA {inherited['cuda']} ({inherited['nvcc']}, {inherited['layout']}), cuDNN "
+                f"{inherited['cudnn']}: CUDA 13 layer active ({layer.folder}, from nvcc_path)")
     toolkit = find_toolkit(env)
     if toolkit is None:
         return ("no nvcc found (nvcc_path, PATH, /usr/local/cuda, or the pip packages' "
@@ -408,6 +423,4 @@ def prepare_cuda(env: os._Environ | dict, cache: Path) -> str:
         raise CudaLayerError(f"cannot write the CUDA 13 layer for Jittor under {cache} "
                              f"({error}): set JITTOR_HOME to a writable folder") from None
     apply_layer(env, layer)
-    for name in DOWNLOADS_OFF:
-        env.setdefault(name, "0")
     return f"{cuda}, cuDNN {toolkit.cudnn}: CUDA 13 layer active ({layer.folder})"
