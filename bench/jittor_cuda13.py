@@ -142,7 +142,7 @@ def build_core(env: dict[str, str], log: Path) -> dict:
 
 
 def strip_colour(text: str) -> str:
-    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+    return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)
 
 
 def core_sources(cache: Path, layer: Layer) -> list[Source]:

@@ -138,6 +138,10 @@ def make_stand_ins(layer: Layer, folder: Path) -> Path:
                     str(folder / "libcudart.so.13"), "-Wl,-soname,libcudart.so.13",
                     str(folder / "runtime_specials.c"), str(folder / "runtime_rest.c")],
                    check=True)
+    # Jittor loads libcudart.so by that name before anything links it: the stand-in's, or the
+    # real one would hold the soname for the whole process.
+    (folder / "libcudart.so").unlink(missing_ok=True)
+    (folder / "libcudart.so").symlink_to("libcudart.so.13")
     for name, prefix, patterns in LIBRARIES:
         source = folder / f"{name}.c"
         source.write_text(stub_source(declared(include, prefix, patterns)))
