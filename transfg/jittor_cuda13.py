@@ -19,9 +19,11 @@ Jittor 1.3.11 (2023) predates CUDA 13. Compiling its CUDA sources with nvcc 13.0
 4. cuDNN 9, the only cuDNN for CUDA 13, removed the v6/v7 RNN API that Jittor's cuDNN RNN
    operators call, and Jittor builds all its cuDNN operators as one library, so the convolutions
    would be lost with them (and Jittor's import dies: a cuDNN that fails to build is fatal).
-   Stand-in: an overlay `cudnn_rnn_descriptor.h` that declares the removed functions as
-   stand-ins answering `CUDNN_STATUS_NOT_SUPPORTED`: cuDNN convolutions work, and a Jittor RNN,
-   LSTM or GRU on CUDA fails with cuDNN's "not supported" (the TransFG model has none).
+   Stand-in: the layer's `cudnn.h` (the first on Jittor's include path; one of Jittor's
+   generated sources includes its RNN header by absolute path, past any overlay) is cuDNN's,
+   plus stand-ins for the removed functions that answer `CUDNN_STATUS_NOT_SUPPORTED`: cuDNN
+   convolutions work, and a Jittor RNN, LSTM or GRU on CUDA fails with cuDNN's "not supported"
+   (the TransFG model has none).
    cuDNN 9 also split its library differently: Jittor preloads cuDNN 8's
    `libcudnn_{ops,cnn}_{infer,train}.so`, which the layer links to cuDNN 9's `libcudnn_ops` and
    `libcudnn_cnn`.
@@ -91,18 +93,18 @@ static inline cudaError_t transfg_get_device_properties(transfg_cuda12_device_pr
 #undef cudaDeviceProp
 """
 
-CUDNN_RNN_DESCRIPTOR_H = """\
-// Written by transfg/jittor_cuda13.py. cuDNN 9 removed the v6/v7 RNN API that Jittor's cuDNN RNN
-// operators call; Jittor builds them into one library with its cuDNN convolutions, so each
-// removed function has a stand-in here that takes any arguments and answers
+CUDNN_H = """\
+// Written by transfg/jittor_cuda13.py: cuDNN's header, and stand-ins for the v6/v7 RNN API that
+// cuDNN 9 removed and Jittor's cuDNN RNN operators call. Jittor builds those into one library
+// with its cuDNN convolutions, so each removed function takes any arguments here and answers
 // CUDNN_STATUS_NOT_SUPPORTED: the library builds, convolutions work, an RNN fails when it runs.
 #pragma once
-#include <cudnn.h>
+#include "{cudnn_h}"
 
 #define TRANSFG_CUDNN9_REMOVED(name) \\
-    template <class... Args> static inline cudnnStatus_t name(Args...) { \\
+    template <class... Args> static inline cudnnStatus_t name(Args...) {{ \\
         return CUDNN_STATUS_NOT_SUPPORTED; \\
-    }
+    }}
 TRANSFG_CUDNN9_REMOVED(cudnnSetRNNDescriptor_v6)
 TRANSFG_CUDNN9_REMOVED(cudnnGetRNNParamsSize)
 TRANSFG_CUDNN9_REMOVED(cudnnGetRNNWorkspaceSize)
@@ -114,11 +116,9 @@ TRANSFG_CUDNN9_REMOVED(cudnnRNNForwardTraining)
 TRANSFG_CUDNN9_REMOVED(cudnnRNNBackwardData)
 TRANSFG_CUDNN9_REMOVED(cudnnRNNBackwardWeights)
 #undef TRANSFG_CUDNN9_REMOVED
-
-#include_next "cudnn_rnn_descriptor.h"
 """
 
-OVERLAY = {"helper_cuda.h": HELPER_CUDA_H, "cudnn_rnn_descriptor.h": CUDNN_RNN_DESCRIPTOR_H}
+OVERLAY = {"helper_cuda.h": HELPER_CUDA_H}
 
 
 # Jittor downloads these sources from GitHub at its first CUDA import (compile_extern.py: cutt,
@@ -348,9 +348,14 @@ class Layer:
 def layer_plan(toolkit: CudaToolkit) -> dict:
     """Everything the layer's folder holds, as data: its hash names the folder."""
     include = merged(toolkit.include_dirs)
+    if "cudnn.h" not in include:
+        raise CudaLayerError(f"no cudnn.h in {', '.join(map(str, toolkit.include_dirs))}: "
+                             "Jittor's CUDA import fails without cuDNN. pip install "
+                             "nvidia-cudnn-cu13, or run Jittor on the CPU with nvcc_path=''")
     return {"nvcc": str(toolkit.nvcc), "cuda": ".".join(map(str, toolkit.version)),
             "cudnn": toolkit.cudnn, "layout": toolkit.layout,
-            "include": {k: str(v) for k, v in include.items()},
+            "include": {k: str(v) for k, v in include.items() if k != "cudnn.h"},
+            "cudnn.h": CUDNN_H.format(cudnn_h=include["cudnn.h"].resolve()),
             "lib64": {k: str(v) for k, v in library_links(merged(toolkit.library_dirs)).items()},
             "overlay": OVERLAY}
 
@@ -371,6 +376,7 @@ def build_layer(toolkit: CudaToolkit, cache: Path) -> Layer:
     for folder in ("include", "lib64"):
         for name, source in plan[folder].items():
             (staging / folder / name).symlink_to(source)
+    (staging / "include" / "cudnn.h").write_text(plan["cudnn.h"])
     for name, text in OVERLAY.items():
         (staging / "overlay" / name).write_text(text)
     wrapper = staging / "bin" / "nvcc"
