@@ -28,7 +28,9 @@ print(json.dumps({"version": torch.__version__, "cuda": cuda,
 """
 
 # Importing transfg.jittor runs its guards: a numpy Jittor cannot read is refused, and an array's
-# round trip and a matrix product are checked (transfg/jittor_env.py).
+# round trip and a matrix product are checked (transfg/jittor_env.py); on CUDA that import also
+# builds Jittor's CUDA core, and the product is cuBLAS's. On the device, a fused elementwise
+# kernel and cub's argmax (the Part Selection Module's) are compiled and run too.
 JITTOR_PROBE = """
 import json
 from pathlib import Path
@@ -36,10 +38,18 @@ import numpy as np
 import transfg.jittor as tj
 import jittor as jt
 from jittor import compile_extern
+kernels = None
+if jt.flags.use_cuda:
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)[:, ::-1].copy()  # (3, 4)
+    elementwise = (jt.array(x) * 2 + 1).numpy()
+    index = jt.argmax(jt.array(x), dim=1)[0].numpy()
+    kernels = {"elementwise": bool(np.array_equal(elementwise, x * 2 + 1)),
+               "argmax": bool(np.array_equal(index, x.argmax(1)))}
 print(json.dumps({"version": jt.__version__, "cuda": bool(jt.flags.use_cuda),
                   "numpy": np.__version__, "numpy_path": str(Path(np.__file__).parent),
                   "onednn": tj.SETUP.onednn, "reason": tj.SETUP.reason,
-                  "onednn_active": bool(compile_extern.use_mkl and compile_extern.mkl_ops)}))
+                  "onednn_active": bool(compile_extern.use_mkl and compile_extern.mkl_ops),
+                  "cuda_detail": tj.SETUP.cuda_detail, "kernels": kernels}))
 """
 
 
@@ -91,9 +101,16 @@ def check_jittor(probe=run_probe) -> Check:
         refused = str(error).partition(f"{JittorUnusable.__name__}: ")[2]
         return Check("jittor", "fail", f"refused: {refused}" if refused
                      else f"import failed: {error}")
-    where = "CUDA" if info["cuda"] else "CPU"
+    where = f"CUDA ({info['cuda_detail']})" if info["cuda"] else "CPU"
     detail = (f"{info['version']}, {where}, numpy {info['numpy']} ({info['numpy_path']}; round "
               "trip and matrix product checked)")
+    if info["cuda"]:
+        wrong = [name for name, right in info["kernels"].items() if not right]
+        if wrong:
+            return Check("jittor", "fail", f"{detail}; wrong results from the device's "
+                         f"{', '.join(wrong)} kernels")
+        return Check("jittor", "ok", f"{detail}; device kernels compiled and run: matrix product "
+                     f"(cuBLAS), {', '.join(info['kernels'])} (cub)")
     if info["onednn_active"]:
         return Check("jittor", "ok", f"{detail}, oneDNN active ({info['reason']})")
     return Check("jittor", "warn", f"{detail}, oneDNN inactive: {info['reason']}"

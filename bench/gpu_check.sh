@@ -8,8 +8,11 @@
 #    WHEELS_DIR/jittor-site (numpy 1.26: the image's numpy 2 is one Jittor 1.3 reads as garbage,
 #    and its scipy and pandas need numpy 2) into /tmp/jittor-site, which TRANSFG_JITTOR_SITE gives
 #    to the Jittor processes alone (transfg/jittor_env.py); every other process keeps numpy 2;
-# 2. Jittor alone first (the riskiest part: its core and first CUDA kernels compile, the numpy
-#    guard and round trip run), then parity on the GPU: PyTorch (explicit and fused attention)
+# 2. Jittor alone first (the riskiest part: its CUDA core and first device kernels compile,
+#    on CUDA 13 through the layer of transfg/jittor_cuda13.py; the numpy guard and round trip
+#    run; `audit doctor`'s probe then runs a fused elementwise kernel and cub's argmax on the
+#    device). Everything after needs it, so when it fails the script stops there, with the
+#    compiler's messages. Then parity on the GPU: PyTorch (explicit and fused attention)
 #    and Jittor on the device against PyTorch on the CPU, tiny configs and ViT-B/16 at 448 px
 #    overlap (bench/gpu_parity.py;
 #    PARITY_ARGS, e.g. "--cases tiny-transfg-overlap", narrows it);
@@ -65,16 +68,36 @@ step() {  # step NAME COMMAND...: run, log to OUT/NAME.txt, time it, remember a 
   "$@" 2>&1 | tee "$OUT/$name.txt" || { echo "gpu_check: $name failed" >&2; status=1; }
   echo "$name: $((SECONDS - start)) s" | tee -a "$OUT/timings.txt"
 }
-# Jittor first: its core and, on a GPU, its first CUDA kernels compile here, and transfg.jittor's
-# guards run (the numpy it gets, an array's round trip, a matrix product). A second try follows a
-# rebuild: jittor exits after rebuilding its core for changed compile flags.
+# Jittor first: its core and, on a GPU, its CUDA core and first device kernels compile here, and
+# transfg.jittor's guards run (the numpy it gets, an array's round trip, a matrix product), all in
+# the doctor's probe, whose last line says which CUDA Jittor found, whether the CUDA 13 layer is
+# active and how the device kernels came out. A second try follows a rebuild: jittor exits after
+# rebuilding its core for changed compile flags.
 jittor_first() {
-  local probe='import transfg.jittor, jittor, numpy
-print("jittor", jittor.__version__, "cuda", jittor.flags.use_cuda, "numpy", numpy.__version__,
-      "round trip and matrix product checked")'
+  local probe='from audit.doctor import JITTOR_PROBE; exec(JITTOR_PROBE)'
   jittor_py -c "$probe" || jittor_py -c "$probe"
 }
+jittor_verdict() {  # from the probe's line: on a GPU, Jittor on CUDA with right kernels
+  $PY - "$OUT/jittor.txt" <<'EOF_PY'
+import json, subprocess, sys
+info = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+try:
+    gpu = subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode == 0
+except OSError:
+    gpu = False
+print("gpu_check: Jittor on", f"CUDA: {info['cuda_detail']}; device kernels {info['kernels']}"
+      if info["cuda"] else "the CPU" + (" although a GPU is here" if gpu else ""))
+sys.exit(0 if all((info["kernels"] or {}).values()) and info["cuda"] == gpu else 1)
+EOF_PY
+}
 step jittor jittor_first
+if [ $status -ne 0 ] || ! jittor_verdict; then
+  echo "gpu_check: Jittor is not ready, so nothing else runs; its messages (all in" \
+       "$OUT/jittor.txt):" >&2
+  grep -aE "error|Error|fatal|refused|JittorUnusable|CudaLayerError" "$OUT/jittor.txt" \
+    | head -40 >&2
+  exit 1
+fi
 step parity $PY bench/gpu_parity.py "${parity_args[@]}" --out "$OUT"
 step official-transforms $PY bench/official_transforms.py --out "$OUT"
 step suite $PY bench/suite.py "${suite_args[@]}" --results "$OUT"

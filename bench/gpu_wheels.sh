@@ -5,8 +5,10 @@
 #   bash bench/gpu_wheels.sh [WHEELS_DIR=.whl] [PYTHON_VERSION=3.12]
 #
 # What the GPU image lacks for the checks: jittor (published as source only; its wheel is pure
-# Python, and jittor compiles its C++ and CUDA at run time) and its astunparse; and a numpy Jittor
-# can read. The image's numpy is 2.x, which Jittor 1.3 reads as garbage (transfg/jittor_env.py),
+# Python, and jittor compiles its C++ and CUDA at run time) and its astunparse; CUDA 13.0's CCCL
+# headers (cub, thrust), which pip's nvcc does not bring and Jittor's cub operators need (the Part
+# Selection Module's argmax): the CUDA 13 layer (transfg/jittor_cuda13.py) takes them from the
+# install folder where the image has none; and a numpy Jittor can read. The image's numpy is 2.x, which Jittor 1.3 reads as garbage (transfg/jittor_env.py),
 # and its scipy and pandas need numpy 2 (pandas 3.1 declares numpy>=2.0.2), so numpy 1.26 goes
 # into WHEELS_DIR/jittor-site/, which gpu_check.sh installs apart and gives to the Jittor processes
 # alone (TRANSFG_JITTOR_SITE). Everything else the checks import (torch, numpy, scipy, pandas,
@@ -32,7 +34,7 @@ download() {  # download FOLDER REQUIREMENT...: binary wheels for the GPU image'
       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
       --platform manylinux2014_x86_64 --platform any -d "$@"
 }
-download "$WHEELS" astunparse==1.6.3 "${extra[@]}"
+download "$WHEELS" astunparse==1.6.3 nvidia-cuda-cccl==13.0.85 "${extra[@]}"
 rm -f "$WHEELS"/jittor-site/numpy-*.whl  # one numpy only: two versions stop the whole install
 download "$WHEELS/jittor-site" numpy==1.26.4
 ls -l "$WHEELS" "$WHEELS/jittor-site"

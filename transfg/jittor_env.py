@@ -1,6 +1,6 @@
 """Make `import jittor` work on any machine, before jittor is imported.
 
-Jittor decides three things at import time that break on ordinary machines:
+Jittor decides four things at import time that break on ordinary machines:
 
 1. CUDA. Where `nvcc` exists but no CUDA runtime or GPU does, the import crashes
    (`libcudart.so: cannot open shared object file`). Jittor skips CUDA when the environment
@@ -16,7 +16,11 @@ Jittor decides three things at import time that break on ordinary machines:
    apart from the script: `prepare_python_config()` finds the base interpreter's, or writes a
    stand-in that answers from sysconfig.
 
-`prepare_jittor()` does all three, changes nothing the user set explicitly (`nvcc_path`,
+4. CUDA 13, which Jittor 1.3 predates: where CUDA is on and the CUDA Jittor would use is 13 or
+   newer, `transfg/jittor_cuda13.py` builds the compatibility layer its sources need and points
+   Jittor at it (`nvcc_path`, `cc_flags`); below 13 nothing changes.
+
+`prepare_jittor()` does all four, changes nothing the user set explicitly (`nvcc_path`,
 `use_mkl`, `python_config_path`, `log_silent`), and reports what it chose. It also quiets
 jittor's start-up log (a dozen info lines per process; `log_silent=0` brings them back); jittor's
 errors still arrive as exceptions.
@@ -54,6 +58,8 @@ from pathlib import Path
 
 import numpy as np
 
+from transfg.jittor_cuda13 import prepare_cuda
+
 log = logging.getLogger("transfg")
 
 # Where Debian's libdnnl-dev puts its files; the headers jittor's operators include.
@@ -67,6 +73,7 @@ class JittorSetup:
     onednn: str  # "system" (linked Debian's oneDNN), "existing" (folder already there), "off"
     onednn_dir: Path | None
     reason: str  # one line: why this choice
+    cuda_detail: str = "off"  # one line: the CUDA found, and whether the CUDA 13 layer is active
 
 
 def cuda_usable() -> bool:
@@ -204,14 +211,17 @@ def prepare_jittor(environ: os._Environ | dict | None = None) -> JittorSetup:
         cuda = cuda_usable()
         if not cuda:
             env["nvcc_path"] = ""
+    cuda_detail = prepare_cuda(env, jittor_home(env) / ".cache" / "jittor") if cuda else "off"
+    log.debug("jittor: cuda: %s", cuda_detail)
     env.setdefault("log_silent", "1")
 
     if env.get("use_mkl", "1") != "1":
-        return JittorSetup(cuda, "off", None, f"use_mkl={env['use_mkl']} was set by the user")
+        return JittorSetup(cuda, "off", None, f"use_mkl={env['use_mkl']} was set by the user",
+                           cuda_detail)
     target = jittor_home(env) / ".cache" / "jittor" / "mkl" / onednn_folder_name()
     if (target / "lib" / "libmkldnn.so").exists() and (target / "include").is_dir():
         library = (target / "lib" / "libmkldnn.so").resolve()
-        return JittorSetup(cuda, "existing", target, f"{target} -> {library}")
+        return JittorSetup(cuda, "existing", target, f"{target} -> {library}", cuda_detail)
     system = find_system_onednn()
     if system is not None:
         try:
@@ -219,14 +229,15 @@ def prepare_jittor(environ: os._Environ | dict | None = None) -> JittorSetup:
                 shutil.rmtree(target)
             target.parent.mkdir(parents=True, exist_ok=True)
             link_system_onednn(target, *system)
-            return JittorSetup(cuda, "system", target, f"linked system oneDNN {system[1]}")
+            return JittorSetup(cuda, "system", target, f"linked system oneDNN {system[1]}",
+                               cuda_detail)
         except OSError as error:
             reason = f"cannot write {target.parent} ({error.strerror})"
     else:
         reason = "no system oneDNN (install Debian's libdnnl-dev)"
     env["use_mkl"] = "0"
     log.warning("jittor: oneDNN unavailable, %s; using use_mkl=0 (slower matrix products)", reason)
-    return JittorSetup(cuda, "off", None, reason)
+    return JittorSetup(cuda, "off", None, reason, cuda_detail)
 
 
 # Where a numpy that Jittor can read lies when the environment's own numpy is one it cannot.

@@ -47,3 +47,26 @@ def test_jittor_refused_beside_numpy_2_is_a_failed_check_with_the_guards_message
     assert check.detail == ("refused: numpy 2.2.6 (/env/numpy) cannot be used with Jittor "
                             "1.3.11.0: ...")
     assert seen["env"]["PYTHONPATH"].startswith("/jittor-site")
+
+
+CUDA_PROBE = {"version": "1.3.11.0", "cuda": True, "numpy": "1.26.4", "numpy_path": "/s/numpy",
+              "onednn": "off", "reason": "no system oneDNN", "onednn_active": False,
+              "cuda_detail": "CUDA 13.0 (/site/nvidia/cu13/bin/nvcc, pip), cuDNN 9.19.0: CUDA 13 "
+                             "layer active (/h/.cache/jittor/cuda13-layer/0123)",
+              "kernels": {"elementwise": True, "argmax": True}}
+
+
+def test_on_cuda_the_jittor_line_names_the_cuda_the_layer_and_the_kernels_that_ran():
+    check = doctor.check_jittor(lambda code, env=None: CUDA_PROBE)
+    assert check.status == "ok"  # oneDNN does not matter on the device
+    assert "CUDA (CUDA 13.0 (/site/nvidia/cu13/bin/nvcc, pip), cuDNN 9.19.0: CUDA 13 layer " \
+           "active" in check.detail
+    assert check.detail.endswith("device kernels compiled and run: matrix product (cuBLAS), "
+                                 "elementwise, argmax (cub)")
+
+
+def test_a_device_kernel_with_a_wrong_result_fails_the_check():
+    probe = {**CUDA_PROBE, "kernels": {"elementwise": True, "argmax": False}}
+    check = doctor.check_jittor(lambda code, env=None: probe)
+    assert check.status == "fail" and check.detail.endswith("wrong results from the device's "
+                                                            "argmax kernels")

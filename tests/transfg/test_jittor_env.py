@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from transfg import jittor_env
+from transfg import jittor_cuda13, jittor_env
 from transfg.jittor_env import (
     SITE_VARIABLE,
     JittorUnusable,
@@ -42,6 +42,8 @@ def fake_system(tmp_path, monkeypatch):
     library.write_bytes(b"\x7fELF")
     monkeypatch.setattr(jittor_env, "cuda_usable", lambda: False)
     monkeypatch.setattr(jittor_env, "find_system_onednn", lambda: (include, library))
+    # This machine's own nvcc stays out of these tests; the CUDA 13 layer has its own below.
+    monkeypatch.setattr(jittor_env, "prepare_cuda", lambda env, cache: f"prepared under {cache}")
     return tmp_path
 
 
@@ -100,7 +102,10 @@ def test_respects_what_the_user_set(fake_system):
 def test_keeps_cuda_when_a_gpu_is_usable(fake_system, monkeypatch):
     monkeypatch.setattr(jittor_env, "cuda_usable", lambda: True)
     env = {"JITTOR_HOME": str(fake_system / "home")}
-    assert prepare_jittor(env).cuda and "nvcc_path" not in env
+    setup = prepare_jittor(env)
+    assert setup.cuda and "nvcc_path" not in env
+    assert setup.cuda_detail == f"prepared under {fake_system / 'home' / '.cache' / 'jittor'}"
+    assert prepare_jittor({**env, "nvcc_path": ""}).cuda_detail == "off"
 
 
 def test_finds_debians_onednn_on_this_machine():
@@ -426,3 +431,150 @@ def test_with_a_jittor_site_the_audit_trains_jittor_on_its_numpy(numpy_2_env, tm
     provenance = json.loads((run / "provenance.json").read_text())
     assert provenance["packages"]["numpy"] == np.__version__  # what the run saw, not numpy 2
     assert provenance["attempts"][-1]["jittor_site"] == str(site)
+
+
+# --- CUDA 13: the layer transfg/jittor_cuda13.py builds (no CUDA needed: fake toolkits) ---
+
+FAKE_NVCC = """#!/bin/sh
+case " $* " in
+  *" --version "*) echo "Cuda compilation tools, release {version}, V{version}.88" ;;
+  *) for arg do echo "$arg"; done ;;
+esac
+"""
+
+
+def fake_cuda(root: Path, version: str = "13.0", layout: str = "pip", cudnn: bool = True):
+    """A CUDA installed as pip does (nvidia/cu13/{bin,include,lib}, nvidia/cudnn/...) or as a
+    toolkit (cuda/{bin,include,lib64}, cuDNN from pip beside it); (nvcc, nvidia roots)."""
+    major = version.split(".")[0]
+    nvidia = root / "site" / "nvidia"
+    home = nvidia / f"cu{major}" if layout == "pip" else root / "cuda"
+    lib = home / ("lib" if layout == "pip" else "lib64")
+    for folder in (home / "bin", home / "include" / "cccl" / "cub", lib):
+        folder.mkdir(parents=True)
+    nvcc = home / "bin" / "nvcc"
+    nvcc.write_text(FAKE_NVCC.format(version=version))
+    nvcc.chmod(0o755)
+    (home / "include" / "cuda_runtime.h").write_text("// runtime\n")
+    for name in (f"libcudart.so.{major}", f"libcublas.so.{major}", "libcublasLt.so.13"):
+        (lib / name).write_bytes(b"\x7fELF")
+    if cudnn:
+        (nvidia / "cudnn" / "include").mkdir(parents=True)
+        (nvidia / "cudnn" / "lib").mkdir(parents=True)
+        (nvidia / "cudnn" / "include" / "cudnn.h").write_text("// cudnn\n")
+        (nvidia / "cudnn" / "include" / "cudnn_version.h").write_text(
+            "#define CUDNN_MAJOR 9\n#define CUDNN_MINOR 19\n#define CUDNN_PATCHLEVEL 0\n")
+        for name in ("libcudnn.so.9", "libcudnn_ops.so.9", "libcudnn_cnn.so.9"):
+            (nvidia / "cudnn" / "lib" / name).write_bytes(b"\x7fELF")
+    return nvcc, [nvidia] if nvidia.is_dir() else []
+
+
+@pytest.fixture
+def no_system_cuda(monkeypatch):
+    """This machine's own nvcc (PATH, /usr/local/cuda) out of sight."""
+    monkeypatch.setattr(jittor_cuda13, "JITTOR_NVCC_PLACES", ())
+    return {"PATH": ""}
+
+
+def test_nvcc_versions_are_read_from_its_release_line():
+    assert jittor_cuda13.parse_nvcc_version(
+        "nvcc: NVIDIA (R) Cuda compiler driver\nCuda compilation tools, release 13.0, V13.0.88\n"
+        "Build cuda_13.0.r13.0/compiler.36424714_0") == (13, 0)
+    assert jittor_cuda13.parse_nvcc_version("Cuda compilation tools, release 12.4, V12.4.131"
+                                            ) == (12, 4)
+    assert jittor_cuda13.parse_nvcc_version("g++ (Debian 12.2.0-14) 12.2.0") is None
+
+
+def test_the_pip_packages_cuda_is_found_where_jittor_would_find_none(tmp_path, no_system_cuda):
+    nvcc, roots = fake_cuda(tmp_path)
+    toolkit = jittor_cuda13.find_toolkit(no_system_cuda, roots)
+    assert toolkit.nvcc == nvcc.resolve() and toolkit.version == (13, 0)
+    assert toolkit.layout == "pip" and toolkit.needs_layer and toolkit.cudnn == "9.19.0"
+    assert toolkit.include_dirs[:2] == (nvcc.parents[1] / "include",
+                                        roots[0] / "cudnn" / "include")
+    # nvcc_path set by the user wins, as in Jittor
+    assert jittor_cuda13.find_toolkit({"nvcc_path": str(nvcc), "PATH": ""}, roots).nvcc == nvcc
+    assert jittor_cuda13.find_toolkit(no_system_cuda, []) is None
+
+
+def test_a_toolkit_nvcc_behind_an_exec_script_is_followed_to_its_folder(tmp_path,
+                                                                         no_system_cuda):
+    nvcc, roots = fake_cuda(tmp_path, layout="toolkit")
+    script = tmp_path / "bin" / "nvcc"  # as /usr/local/bin/nvcc may be
+    script.parent.mkdir()
+    script.write_text(f"#!/bin/sh\nexec {nvcc} \"$@\"\n")
+    script.chmod(0o755)
+    toolkit = jittor_cuda13.find_toolkit({"PATH": str(script.parent)}, roots)
+    assert toolkit.nvcc == nvcc and toolkit.layout == "toolkit"
+    assert toolkit.include_dirs[0] == nvcc.parents[1] / "include"
+    assert roots[0] / "cudnn" / "lib" in toolkit.library_dirs  # cuDNN from pip beside it
+
+
+def test_the_layer_is_a_cuda_home_of_links_with_the_names_jittor_asks_for(tmp_path,
+                                                                        no_system_cuda):
+    nvcc, roots = fake_cuda(tmp_path)
+    toolkit = jittor_cuda13.find_toolkit(no_system_cuda, roots)
+    layer = jittor_cuda13.build_layer(toolkit, tmp_path / "cache")
+    lib = layer.folder / "lib64"
+    assert (lib / "libcudart.so").resolve() == nvcc.parents[1] / "lib" / "libcudart.so.13"
+    assert (lib / "libcublas.so").resolve().name == "libcublas.so.13"
+    # cuDNN 8's sub-libraries, which Jittor preloads, are cuDNN 9's
+    assert (lib / "libcudnn_ops_infer.so").resolve().name == "libcudnn_ops.so.9"
+    assert (lib / "libcudnn_cnn_train.so").resolve().name == "libcudnn_cnn.so.9"
+    assert (layer.folder / "include" / "cuda_runtime.h").is_file()
+    # cuDNN's header with stand-ins for the RNN functions cuDNN 9 removed
+    cudnn = (layer.folder / "include" / "cudnn.h").read_text()
+    assert f'#include "{roots[0] / "cudnn" / "include" / "cudnn.h"}"' in cudnn
+    assert "cudnnRNNForwardTraining" in cudnn and "CUDNN_STATUS_NOT_SUPPORTED" in cudnn
+    overlay = {p.name: p.read_text() for p in layer.overlay.iterdir()}
+    assert list(overlay) == ["helper_cuda.h"]
+    assert '#include_next "helper_cuda.h"' in overlay["helper_cuda.h"]
+    assert "cudaDevAttrClockRate" in overlay["helper_cuda.h"]
+    assert jittor_cuda13.build_layer(toolkit, tmp_path / "cache") == layer  # reused
+    assert [p.name for p in layer.folder.parent.iterdir()] == [layer.folder.name]
+
+
+def test_the_wrapper_gives_nvcc_cpp17_quote_includes_and_cccl(tmp_path, no_system_cuda):
+    _, roots = fake_cuda(tmp_path)  # the fake nvcc prints the arguments it gets
+    layer = jittor_cuda13.build_layer(jittor_cuda13.find_toolkit(no_system_cuda, roots),
+                                      tmp_path / "cache")
+    done = subprocess.run([str(layer.nvcc), "a.cu", "-std=c++14", "-iquote/o", "-I/i", "-O2"],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["-isystem", str(layer.folder / "include" / "cccl"), "a.cu",
+                                   "-std=c++17", "-Xcompiler", "-iquote/o", "-I/i", "-O2"]
+    version = subprocess.run([str(layer.nvcc), "--version"], capture_output=True, text=True)
+    assert "release 13.0" in version.stdout  # Jittor reads the version through the wrapper
+
+
+def test_prepare_cuda_points_jittor_at_the_layer_from_cuda_13_on(tmp_path, no_system_cuda,
+                                                                 monkeypatch):
+    nvcc, roots = fake_cuda(tmp_path)
+    monkeypatch.setattr(jittor_cuda13, "nvidia_roots", lambda: roots)
+    env = {**no_system_cuda, "cc_flags": "-DMINE", "use_nccl": "1"}
+    line = jittor_cuda13.prepare_cuda(env, tmp_path / "cache")
+    assert "CUDA 13.0" in line and "cuDNN 9.19.0" in line and "CUDA 13 layer active" in line
+    layer = jittor_cuda13.layer_manifest(Path(env["nvcc_path"]))
+    assert layer["nvcc"] == str(nvcc.resolve())
+    overlay = Path(env["nvcc_path"]).parents[1] / "overlay"
+    assert env["cc_flags"] == f'-DMINE -iquote"{overlay}"'  # the user's flags kept, ours after
+    assert env["use_cutt"] == env["use_cutlass"] == "0" and env["use_nccl"] == "1"
+    # a child process inherits the settings: the same layer, applied once
+    child = dict(env)
+    assert "from nvcc_path" in jittor_cuda13.prepare_cuda(child, tmp_path / "cache")
+    assert child == env
+
+
+def test_below_cuda_13_nothing_changes(tmp_path, no_system_cuda, monkeypatch):
+    _, roots = fake_cuda(tmp_path, version="12.4")
+    monkeypatch.setattr(jittor_cuda13, "nvidia_roots", lambda: roots)
+    env = dict(no_system_cuda)
+    assert jittor_cuda13.prepare_cuda(env, tmp_path / "cache").endswith("layer is not needed")
+    assert env == no_system_cuda and not (tmp_path / "cache").exists()
+
+
+def test_cuda_13_without_cudnn_is_refused_with_what_to_install(tmp_path, no_system_cuda,
+                                                              monkeypatch):
+    _, roots = fake_cuda(tmp_path, cudnn=False)
+    monkeypatch.setattr(jittor_cuda13, "nvidia_roots", lambda: roots)
+    with pytest.raises(jittor_cuda13.CudaLayerError, match="pip install nvidia-cudnn-cu13"):
+        jittor_cuda13.prepare_cuda(dict(no_system_cuda), tmp_path / "cache")
