@@ -193,6 +193,9 @@ MpiDefault=none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 SchedulerType=sched/backfill
+# a job that becomes eligible (a requeued one, after cred_expire) starts within a second, not at
+# the next pass of the main or backfill scheduler (every 60 and 30 s by default)
+SchedulerParameters=sched_interval=1,bf_interval=1
 ReturnToService=2
 KillWait={KILL_WAIT}
 MinJobAge=300
