@@ -114,13 +114,23 @@ def start(run_dir: Path, spec: dict, command: list[str], fingerprints: dict) -> 
     attempts.append({"started": time.time(), "command": shlex.join(command),
                      "host": socket.gethostname(),
                      "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-                     **({"jittor_site": site} if site else {})})
+                     **({"jittor_site": site} if site else {}), **slurm_job()})
     write_json(run_dir / "provenance.json", {
         "code": code(), "packages": packages(site), "machine": machine(),
         "fingerprints": fingerprints, "framework": spec["framework"],
         "devices": spec["devices"], "attempts": attempts,
         "compute_seconds": previous.get("compute_seconds", 0.0)}
         | ({"note": note} if note else {}))
+
+
+def slurm_job() -> dict:
+    """The Slurm job an attempt ran in, and how many times Slurm had requeued it (preemption,
+    time limit, `scontrol requeue`): {} outside Slurm."""
+    if "SLURM_JOB_ID" not in os.environ:
+        return {}
+    restarts = os.environ.get("SLURM_RESTART_COUNT", "0")
+    return {"slurm_job": os.environ["SLURM_JOB_ID"],
+            "slurm_restarts": int(restarts) if restarts.isdigit() else restarts}
 
 
 def finish(run_dir: Path, status: str, wall_seconds: float, devices: int) -> None:

@@ -182,6 +182,7 @@ def run(store: Store, protocols: list[Protocol], inputs: Inputs, *, arms=None, f
     for reason in sorted({r.run.missing for r in rows if r.state == "unavailable"}):
         print(f"unavailable: {reason}", file=out)
     started = time.monotonic()
+    submit_error = None
     if executor == "local":
         from audit.executors.local import run_local, slots
 
@@ -199,18 +200,32 @@ def run(store: Store, protocols: list[Protocol], inputs: Inputs, *, arms=None, f
         running = [i for i in items if store.is_claimed(i["run_id"])]
         items = [i for i in items if i not in running]
         options = dict(slurm or {})
-        if not options.get("gpus"):  # each job gets the GPUs its run needs
-            options["gpus"] = max((i["spec"]["devices"] for i in items), default=1)
-        submitter = slurm_executor.make_executor(store, cluster=cluster, **options)
-        jobs_submitted = slurm_executor.submit(submitter, store, items,
-                                               retry_failed=retry_failed,
-                                               keep_corrupt=keep_corrupt)
+        if options.get("gpus") is None and items:  # each job gets the GPUs its run needs,
+            devices = max(i["spec"]["devices"] for i in items)  # none on a CPU-only partition
+            options["gpus"] = devices if cluster == "local" else \
+                slurm_executor.default_gpus(options.get("partition"), devices, out)
+        try:
+            submitter = slurm_executor.make_executor(store, cluster=cluster, **options) \
+                if items else None
+        except RuntimeError as error:  # no srun: not on a Slurm cluster
+            print(f"error: --executor {executor}: {error}", file=out)
+            return 2
+        try:
+            jobs_submitted = slurm_executor.submit(submitter, store, items,
+                                                   retry_failed=retry_failed,
+                                                   keep_corrupt=keep_corrupt)
+        except slurm_executor.SubmitError as error:
+            submit_error, jobs_submitted = error, error.jobs
         for item, job in jobs_submitted:
             print(f"submitted job {job.job_id}: {item['label']} ({item['run_id']})", file=out)
+        if submit_error is not None:
+            print(f"error: {submit_error}; {len(items) - len(jobs_submitted)} runs not "
+                  "submitted", file=out)
         if not wait:
             print(f"{len(jobs_submitted)} jobs submitted; `audit status` follows them",
                   file=out)
-            return 0
+            return 2 if submit_error else 0
+        items = [item for item, _ in jobs_submitted]
         reporter = Reporter(len(items), len(items), out)
         try:
             outcomes = slurm_executor.wait(jobs_submitted, reporter)
@@ -218,8 +233,9 @@ def run(store: Store, protocols: list[Protocol], inputs: Inputs, *, arms=None, f
             reporter.close()
     else:
         raise ValueError(f"executor {executor!r}; allowed: local, slurm, submitit-local")
-    return finish(store, protocols, inputs, outcomes, started, out,
-                  arms=arms, frameworks=frameworks, seeds=seeds)
+    status = finish(store, protocols, inputs, outcomes, started, out,
+                    arms=arms, frameworks=frameworks, seeds=seeds)
+    return 2 if submit_error else status
 
 
 BAD_STATES = ("failed", "diverged", "corrupt", "interrupted")

@@ -145,6 +145,11 @@ def run_process(store: Store, run_id: str, spec: dict, fingerprints: dict, comma
         except BaseException:  # Ctrl-C or the job being stopped: stop the run with us
             process.terminate()
             process.wait()
+            try:  # (a Slurm job requeued on its time limit ends here: the attempt says so)
+                provenance.finish(folder, "interrupted", time.monotonic() - started,
+                                  spec["devices"])
+            except Exception:
+                pass
             raise
     seconds = time.monotonic() - started
     status = store.status(run_id)
