@@ -18,6 +18,7 @@ import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -38,7 +39,7 @@ class ExplainError(ValueError):
 @dataclass
 class Bundle:
     """A loaded checkpoint ready to explain images."""
-    model: object  # transfg.torch.model.VisionTransformer, in eval mode
+    model: Any  # transfg.torch.model.VisionTransformer in eval mode (torch imported lazily)
     config: ModelConfig
     transform: EvalTransform
     class_names: list[str] | None
@@ -213,7 +214,7 @@ def draw_heatmap(image: Image.Image, explanation: Explanation) -> Image.Image:
     """The rollout over the network's view, stretched onto the cropped region, blended red."""
     left, top, right, bottom = (round(v) for v in explanation.crop_box)
     heat = Image.fromarray((255 * explanation.heatmap).astype(np.uint8))
-    heat = heat.resize((max(right - left, 1), max(bottom - top, 1)), Image.BILINEAR)
+    heat = heat.resize((max(right - left, 1), max(bottom - top, 1)), Image.Resampling.BILINEAR)
     red = Image.new("RGB", heat.size, (255, 0, 0))
     region = image.crop((left, top, right, bottom))
     blended = Image.composite(red, region, heat.point(lambda v: int(v * 0.6)))

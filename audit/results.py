@@ -3,6 +3,8 @@ read (DESIGN.md: the statistics never look inside run folders)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
 from audit.runner import Row
@@ -13,12 +15,12 @@ COLUMNS = ["protocol", "arm", "framework", "seed", "run_id", *RESULT_KEYS]
 
 def collect(rows: list[Row]) -> pd.DataFrame:
     """One line per finished run of the matrix (`runner.matrix`), seed axes as columns."""
-    records = []
+    records: list[dict[str, Any]] = []
     for row in rows:
         if row.state != "done" or not row.result:
             continue
         r = row.run
-        record = {"protocol": r.protocol, "arm": r.arm, "framework": r.framework,
+        record: dict[str, Any] = {"protocol": r.protocol, "arm": r.arm, "framework": r.framework,
                   "seed": r.seed_label, "run_id": r.run_id}
         record |= {f"seed_{axis}": value for axis, value in r.seed.items()}
         record |= {key: row.result.get(key) for key in RESULT_KEYS}

@@ -45,7 +45,7 @@ def make_jpegs(folder: Path, n: int) -> list[Sample]:
     for i in range(n):
         small = rng.integers(0, 256, (15, 20, 3), dtype=np.uint8)
         path = folder / f"{i:04d}.jpg"
-        Image.fromarray(small).resize((500, 375), Image.BICUBIC).save(path, quality=90)
+        Image.fromarray(small).resize((500, 375), Image.Resampling.BICUBIC).save(path, quality=90)
         samples.append(Sample(path, i % 10))
     return samples
 
@@ -53,11 +53,11 @@ def make_jpegs(folder: Path, n: int) -> list[Sample]:
 def plain_pil(samples: list[Sample], autoaugment: bool) -> None:
     for sample in samples:
         with Image.open(sample.path) as image:
-            image = image.convert("RGB").resize((600, 600), Image.BILINEAR)
+            image = image.convert("RGB").resize((600, 600), Image.Resampling.BILINEAR)
         top, left = random.randint(0, 152), random.randint(0, 152)
         image = image.crop((left, top, left + 448, top + 448))
         if random.random() < 0.5:
-            image = image.transpose(Image.FLIP_LEFT_RIGHT)
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         if autoaugment:
             image = transforms.autoaugment(image, AUGMENT_RNG)
         x = np.asarray(image, dtype=np.float32) / np.float32(255)

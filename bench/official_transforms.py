@@ -182,7 +182,7 @@ def photo(size: tuple[int, int], seed: int) -> Image.Image:
     """A smooth random RGB image (a photo's statistics rather than noise)."""
     rng = np.random.default_rng(seed)
     return Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).resize(
-        size, Image.BICUBIC)
+        size, Image.Resampling.BICUBIC)
 
 
 def photos() -> list[Image.Image]:

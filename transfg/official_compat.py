@@ -38,6 +38,7 @@ import sys
 import types
 import warnings
 from pathlib import Path
+from typing import Any
 
 NUMPY_ALIASES = {"int": int, "float": float, "bool": bool, "object": object, "str": str,
                  "long": int}
@@ -134,9 +135,9 @@ def apex_stand_in() -> None:
                                   **_):
         return torch.nn.parallel.DistributedDataParallel(module)
 
-    apex = module("apex")
-    apex.amp = _NoAmp("apex.amp")
-    sys.modules["apex.amp"] = apex.amp
+    amp = _NoAmp("apex.amp")
+    module("apex", amp=amp)
+    sys.modules["apex.amp"] = amp
     module("apex.parallel", DistributedDataParallel=distributed_data_parallel)
 
 
@@ -207,7 +208,7 @@ class RandomHorizontalFlip:
         import torch
         from PIL import Image
 
-        return image.transpose(Image.FLIP_LEFT_RIGHT) if torch.rand(1) < self.p else image
+        return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if torch.rand(1) < self.p else image
 
 
 class ToTensor:
@@ -318,7 +319,7 @@ class _CPUDeviceType(type):
     """torch.device for code that asks for CUDA where there is none: "cuda" means the CPU, and
     isinstance() still answers for real devices."""
 
-    real = None
+    real: Any = None
 
     def __instancecheck__(cls, instance):
         return isinstance(instance, cls.real)
@@ -338,7 +339,7 @@ def cuda_on_cpu(world_size: int) -> None:
         return init_process_group("gloo", *args[1:], **kwargs)
 
     _CPUDeviceType.real = torch.device
-    torch.device = _CPUDeviceType("device", (), {})
+    setattr(torch, "device", _CPUDeviceType("device", (), {}))  # noqa: B010 (a stand-in type)
     torch.cuda.set_device = lambda device: None
     torch.cuda.device_count = lambda: world_size
     dist.init_process_group = gloo_process_group

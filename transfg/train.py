@@ -28,6 +28,7 @@ import numpy as np
 
 from transfg.data.pipeline import EvalView, RunView, make_transforms
 from transfg.data.readers import dataset_spec, read_split
+from transfg.engine import TrainingEngine
 from transfg.launch import die_with_parent, launcher_rank, runner_pid
 from transfg.run_files import (
     MetricsLog,
@@ -59,12 +60,12 @@ class Diverged(RuntimeError):
         self.step = step
 
 
-def make_engine(spec: RunSpec, state):
+def make_engine(spec: RunSpec, state) -> TrainingEngine:
     if spec.framework == "torch":
-        from transfg.torch.engine import Engine
-    else:
-        from transfg.jittor.engine import Engine
-    return Engine(spec, state)
+        from transfg.torch.engine import Engine as TorchEngine
+        return TorchEngine(spec, state)
+    from transfg.jittor.engine import Engine as JittorEngine
+    return JittorEngine(spec, state)
 
 
 def initial_state(spec: RunSpec):
@@ -81,7 +82,7 @@ def load_samples(spec: RunSpec):
     return train[:subset.get("train")], test[:subset.get("test")]
 
 
-def update_batches(spec: RunSpec, engine, samples, transform, first_update: int):
+def update_batches(spec: RunSpec, engine: TrainingEngine, samples, transform, first_update: int):
     """Yield, for each update from `first_update` on, its list of micro-batches (one loader for
     the whole run: its workers start once)."""
     t = spec.train
@@ -97,7 +98,8 @@ def update_batches(spec: RunSpec, engine, samples, transform, first_update: int)
             micro = []
 
 
-def evaluate(spec: RunSpec, engine, samples, transform, run_dir: Path, step: int) -> float:
+def evaluate(spec: RunSpec, engine: TrainingEngine, samples, transform, run_dir: Path,
+             step: int) -> float:
     """Predict every test image once (each process a shard); the first process writes
     eval-<step>.npz (index, label, top-5 classes and softmax scores per example, by index) and
     gets the top-1 accuracy (the others get NaN)."""
@@ -174,7 +176,7 @@ class Progress:
         self.stream.flush()
 
 
-def checkpoint(spec: RunSpec, engine, run_dir: Path, step: int) -> None:
+def checkpoint(spec: RunSpec, engine: TrainingEngine, run_dir: Path, step: int) -> None:
     state, optimizer = engine.export()
     (run_dir / "checkpoints").mkdir(exist_ok=True)
     save_checkpoint(run_dir / CHECKPOINT, state, spec.model,
@@ -241,7 +243,7 @@ def train(run_dir: Path) -> dict:
             row = {"step": step, "lr": lr, **parts,
                    "images_per_s": spec.effective_batch / (time.monotonic() - tick),
                    "memory_mb": engine.memory_mb()}
-            if lead:
+            if metrics is not None:  # the lead process
                 metrics.append(row)
                 progress(step, row)
             if step % t.eval_every == 0 or step == t.steps:
@@ -254,7 +256,7 @@ def train(run_dir: Path) -> dict:
                     checkpoint(spec, engine, run_dir, step)
                     write_status(run_dir, "running", step)
     finally:
-        if lead:
+        if metrics is not None:
             metrics.close()
         engine.close()
     if not lead:

@@ -33,8 +33,9 @@ CHECKPOINT_FORMAT = "transfg-checkpoint/1"
 
 def block_shapes(prefix: str, config: ModelConfig) -> dict[str, tuple[int, ...]]:
     d, m = config.hidden_size, config.mlp_dim
-    shapes = {f"{prefix}.{norm}.{p}": (d,) for norm in ("attention_norm", "ffn_norm")
-              for p in ("weight", "bias")}
+    shapes: dict[str, tuple[int, ...]] = {
+        f"{prefix}.{norm}.{p}": (d,) for norm in ("attention_norm", "ffn_norm")
+        for p in ("weight", "bias")}
     shapes |= {f"{prefix}.ffn.fc1.weight": (m, d), f"{prefix}.ffn.fc1.bias": (m,),
                f"{prefix}.ffn.fc2.weight": (d, m), f"{prefix}.ffn.fc2.bias": (d,)}
     for name in ("query", "key", "value", "out"):
@@ -271,7 +272,7 @@ def load_google_npz(path: str | os.PathLike, config: ModelConfig, rng: np.random
 
 # ------------------------------------------------------------------------------ checkpoints
 
-def save_checkpoint(path: str | os.PathLike, state: Mapping[str, np.ndarray], config: ModelConfig,
+def save_checkpoint(path: str | Path, state: Mapping[str, np.ndarray], config: ModelConfig,
                     meta: Mapping | None = None,
                     optimizer: Mapping[str, np.ndarray] | None = None) -> None:
     """Write the model as .npz (plain arrays, no pickle) with a JSON header, atomically: a temporary

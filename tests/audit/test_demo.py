@@ -140,7 +140,7 @@ def test_demo_end_to_end_in_headless_chromium(checkpoint, tmp_path):
                     "installs them as root)")
     sample = read_split("digits", DIGITS, "test")[3].path
     image = tmp_path / "upload.png"  # a larger copy, so the boxes are visible in the screenshot
-    Image.open(sample).convert("RGB").resize((256, 256), Image.NEAREST).save(image)
+    Image.open(sample).convert("RGB").resize((256, 256), Image.Resampling.NEAREST).save(image)
     expected = explain(load(checkpoint), open_image(image)).top5[0]["name"]
     EXAMPLES.mkdir(parents=True, exist_ok=True)
     screenshot = EXAMPLES / "demo.png"

@@ -23,7 +23,8 @@ ROOT = Path(__file__).parent / "digits"
 
 def write_digits(images: np.ndarray, targets: np.ndarray, root: Path = ROOT) -> None:
     """images (N, 8, 8) with values 0..16, targets (N,) 0..9 -> CUB layout under `root`."""
-    lines = {"images.txt": [], "image_class_labels.txt": [], "train_test_split.txt": []}
+    lines: dict[str, list[str]] = {
+        "images.txt": [], "image_class_labels.txt": [], "train_test_split.txt": []}
     for i, (image, target) in enumerate(zip(images, targets, strict=True)):
         image_id, relative = i + 1, f"{target}/{i:04d}.png"
         path = root / "images" / relative

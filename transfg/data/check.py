@@ -68,7 +68,8 @@ def check_dataset(name: str, root: str | Path, decode: bool = True, content_hash
     spec = dataset_spec(name)
     root = Path(root)
     problems = Problems(spec.title)
-    splits = {split: collect_split(name, root, split, problems) for split in SPLITS}
+    splits: dict[str, list[Sample]] = {
+        split: collect_split(name, root, split, problems) for split in SPLITS}
     report = CheckReport(spec.name, spec.title, str(root), {s: len(v) for s, v in splits.items()},
                          dict(spec.counts), spec.num_classes,
                          len({x.label for samples in splits.values() for x in samples}))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -96,7 +96,8 @@ class TrainView(Sequence):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, position: int) -> tuple[np.ndarray, int, int]:
+    def __getitem__(self, position: int  # type: ignore[override]  # positions, no slices
+                    ) -> tuple[np.ndarray, int, int]:
         index = int(self.indices[position])
         sample = self.samples[index]
         rng = sample_rng(self.augment_seed, self.epoch, index)
@@ -118,9 +119,9 @@ class RunView(Sequence):
         self.first, self.last = first, last
         self.per_update = batch * accumulation  # this device's images per update
         self.samples, self.transform = samples, transform
-        self.settings = dict(order_seed=order_seed, augment_seed=augment_seed, batch=batch,
-                             accumulation=accumulation, world=world, rank=rank, order=order,
-                             loader=loader)
+        self.settings: dict[str, Any] = dict(
+            order_seed=order_seed, augment_seed=augment_seed, batch=batch,
+            accumulation=accumulation, world=world, rank=rank, order=order, loader=loader)
         self.cached: tuple[int, TrainView] | None = None  # each worker process keeps its own
 
     def epoch_view(self, epoch: int) -> TrainView:
@@ -129,7 +130,8 @@ class RunView(Sequence):
     def __len__(self) -> int:
         return (self.last - self.first) * self.per_update
 
-    def __getitem__(self, position: int) -> tuple[np.ndarray, int, int]:
+    def __getitem__(self, position: int  # type: ignore[override]  # positions, no slices
+                    ) -> tuple[np.ndarray, int, int]:
         if not 0 <= position < len(self):
             raise IndexError(f"position {position} outside 0..{len(self) - 1}")
         update = self.first + position // self.per_update
@@ -152,7 +154,8 @@ class EvalView(Sequence):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, position: int) -> tuple[np.ndarray, int, int]:
+    def __getitem__(self, position: int  # type: ignore[override]  # positions, no slices
+                    ) -> tuple[np.ndarray, int, int]:
         index = self.indices[position]
         sample = self.samples[index]
         return self.transform(self.loader(sample.path)), sample.label, index

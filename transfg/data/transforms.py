@@ -50,7 +50,7 @@ def load_rgb(path: str | Path) -> Image.Image:
 
 
 def resize(image: Image.Image, size: int) -> Image.Image:
-    return image.resize((size, size), Image.BILINEAR)
+    return image.resize((size, size), Image.Resampling.BILINEAR)
 
 
 def crop(image: Image.Image, top: int, left: int, size: int) -> Image.Image:
@@ -82,8 +82,8 @@ def _rotate(image: Image.Image, degrees: float, sign: int) -> Image.Image:
 
 
 def _shear_x(image: Image.Image, m: float, sign: int) -> Image.Image:
-    return image.transform(image.size, Image.AFFINE, (1, m * sign, 0, 0, 1, 0), Image.BICUBIC,
-                           fillcolor=FILL)
+    return image.transform(image.size, Image.Transform.AFFINE, (1, m * sign, 0, 0, 1, 0),
+                           Image.Resampling.BICUBIC, fillcolor=FILL)
 
 
 # operation: (function(image, magnitude, sign), magnitudes by index 0..9, draws a random sign)
@@ -161,7 +161,7 @@ class TrainTransform:
         left = int(rng.integers(0, self.resize - self.crop + 1))
         image = crop(image, top, left, self.crop)
         if rng.random() < 0.5:
-            image = image.transpose(Image.FLIP_LEFT_RIGHT)
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         if self.autoaugment:
             image = autoaugment(image, rng)
         return normalize(image)

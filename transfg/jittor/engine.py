@@ -1,5 +1,5 @@
 """One optimizer update, prediction and checkpoint state in Jittor; mirrors
-`transfg/torch/engine.py` method for method.
+`transfg/torch/engine.py` method for method (`transfg.engine.TrainingEngine`).
 
 Several devices: `mpirun -np N python -m transfg.train RUN_DIR` (jittor's own MPI support; each
 process reads its own shard of the deterministic order). The gradients of an update's
@@ -42,7 +42,8 @@ class Engine:
 
     def __init__(self, spec: RunSpec, state: State):
         self.spec = spec
-        self.rank, self.world = (jt.rank, jt.world_size) if jt.in_mpi else (0, 1)
+        self.rank: int = jt.rank if jt.in_mpi else 0
+        self.world: int = jt.world_size if jt.in_mpi else 1
         if self.world != spec.devices:
             raise ValueError(f"devices={spec.devices} in the spec, but {self.world} process(es) "
                              f"were started (launch with mpirun -np {spec.devices} python -m "

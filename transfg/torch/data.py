@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 
 def make_loader(view: Sequence, batch: int, workers: int = 0, *, drop_last: bool,
@@ -13,6 +14,6 @@ def make_loader(view: Sequence, batch: int, workers: int = 0, *, drop_last: bool
     view's order. Every sample's content is fixed by the view, so the worker count changes only
     the speed. Training drops the last incomplete batch (as the official loader); evaluation
     must not (drop_last=False), or test images go uncounted."""
-    return DataLoader(view, batch_size=batch, shuffle=False, num_workers=workers,
+    return DataLoader(cast(Dataset, view), batch_size=batch, shuffle=False, num_workers=workers,
                       drop_last=drop_last, pin_memory=pin_memory,
                       persistent_workers=False)

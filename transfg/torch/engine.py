@@ -1,7 +1,8 @@
 """One optimizer update, prediction and checkpoint state in PyTorch, for `transfg.train`'s loop.
 
-`transfg/jittor/engine.py` has the same class with the same methods; the loop itself (data,
-schedule, evaluation, files) is framework-neutral and lives in `transfg/train.py`.
+`transfg/jittor/engine.py` has the same class with the same methods (`transfg.engine`'s
+`TrainingEngine`); the loop itself (data, schedule, evaluation, files) is framework-neutral and
+lives in `transfg/train.py`.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class Engine:
             self.model.transformer.encoder.return_attention = False
         load_state(self.model, state, "initial weights")
         self.model.to(self.device).train()
-        self.forward = self.model
+        self.forward: torch.nn.Module = self.model
         if self.world > 1:  # torchrun's environment; gradients averaged over the processes
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
             self.forward = DistributedDataParallel(self.model)
@@ -84,7 +85,8 @@ class Engine:
         for k, (images, labels, _) in enumerate(micro_batches):
             images, labels = images.to(self.device), labels.to(self.device)
             last = k == len(micro_batches) - 1  # only then do the processes average gradients
-            sync = contextlib.nullcontext() if last or self.world == 1 else self.forward.no_sync()
+            sync = (contextlib.nullcontext() if last or self.world == 1
+                    else self.forward.no_sync())  # type: ignore[operator]  # DDP's method
             with sync:
                 with self.autocast():
                     logits, out = self.forward(images)

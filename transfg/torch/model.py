@@ -86,7 +86,7 @@ class Attention(nn.Module):
         if self.fused:
             dropout = self.attn_dropout.p if self.training else 0.0
             context = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
-            probs = DeferredMap(q, k) if need_weights else None
+            probs: DeferredMap | torch.Tensor | None = DeferredMap(q, k) if need_weights else None
         else:
             scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)  # (B, H, T, T)
             probs = scores.softmax(dim=-1)  # returned before dropout, as the official code

@@ -12,12 +12,12 @@ def photo(size=(500, 375), seed=0):
     """A smooth random RGB image (a JPEG-like photo rather than noise)."""
     rng = np.random.default_rng(seed)
     small = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
-    return Image.fromarray(small).resize(size, Image.BICUBIC)
+    return Image.fromarray(small).resize(size, Image.Resampling.BICUBIC)
 
 
 def reference_eval(image, resize, crop):
     """Resize (bilinear) -> center crop -> /255 -> normalise, in float64, written out by hand."""
-    image = image.resize((resize, resize), Image.BILINEAR)
+    image = image.resize((resize, resize), Image.Resampling.BILINEAR)
     offset = round((resize - crop) / 2)
     image = image.crop((offset, offset, offset + crop, offset + crop))
     x = np.asarray(image, dtype=np.float64) / 255.0
@@ -40,10 +40,10 @@ def test_train_transform_draws_crop_then_flip_from_the_generator():
         got = transform(image, np.random.default_rng(seed))
         rng = np.random.default_rng(seed)
         top, left = rng.integers(0, 153), rng.integers(0, 153)
-        expected = image.resize((600, 600), Image.BILINEAR).crop((left, top, left + 448,
+        expected = image.resize((600, 600), Image.Resampling.BILINEAR).crop((left, top, left + 448,
                                                                   top + 448))
         if rng.random() < 0.5:
-            expected = expected.transpose(Image.FLIP_LEFT_RIGHT)
+            expected = expected.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         x = (np.asarray(expected, dtype=np.float64) / 255 - T.MEAN) / T.STD
         np.testing.assert_allclose(got, x.transpose(2, 0, 1), atol=1e-6)
 
