@@ -26,6 +26,7 @@ from PIL import Image, ImageDraw
 from transfg.config import ModelConfig
 from transfg.data.readers import DATASETS, dataset_spec
 from transfg.data.transforms import EvalTransform, center_offsets
+from transfg.run_files import SPEC
 from transfg.weights import load_checkpoint
 
 MAX_PIXELS = 40_000_000  # refuse larger images from their header, before decoding
@@ -66,7 +67,7 @@ class Explanation:
 
 def run_spec(checkpoint: Path) -> dict | None:
     """The spec of the run a checkpoint belongs to (RUN_DIR/checkpoints/last.npz)."""
-    spec = checkpoint.resolve().parent.parent / "spec.json"
+    spec = checkpoint.resolve().parent.parent / SPEC
     try:
         return json.loads(spec.read_text())
     except (OSError, ValueError):

@@ -24,7 +24,13 @@ from importlib import metadata
 from pathlib import Path
 
 from transfg.jittor_env import SITE_VARIABLE
-from transfg.run_files import RunFileError, read_provenance, write_json
+from transfg.run_files import (
+    PROVENANCE,
+    PROVENANCE_DAMAGED,
+    RunFileError,
+    read_provenance,
+    write_json,
+)
 
 PACKAGES = ("transfg-audit", "jittor", "torch", "numpy", "scipy", "pandas", "pillow", "jinja2",
             "weasyprint", "submitit")
@@ -102,20 +108,20 @@ def start(run_dir: Path, spec: dict, command: list[str], fingerprints: dict) -> 
     """Record a new attempt. An earlier provenance.json that cannot be read (a write cut short
     on a filesystem without atomic renames, an edit) is kept as provenance.damaged.json, and the
     record starts again with a note saying so."""
-    path = run_dir / "provenance.json"
+    path = run_dir / PROVENANCE
     try:
         previous = read_provenance(run_dir) if path.exists() else {}
         note = None
     except RunFileError as error:
-        os.replace(path, run_dir / "provenance.damaged.json")
-        previous, note = {}, f"{error}; kept as provenance.damaged.json, earlier attempts lost"
+        os.replace(path, run_dir / PROVENANCE_DAMAGED)
+        previous, note = {}, f"{error}; kept as {PROVENANCE_DAMAGED}, earlier attempts lost"
     attempts = previous.get("attempts", [])
     site = os.environ.get(SITE_VARIABLE) if spec["framework"] == "jittor" else None
     attempts.append({"started": time.time(), "command": shlex.join(command),
                      "host": socket.gethostname(),
                      "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
                      **({"jittor_site": site} if site else {}), **slurm_job()})
-    write_json(run_dir / "provenance.json", {
+    write_json(run_dir / PROVENANCE, {
         "code": code(), "packages": packages(site), "machine": machine(),
         "fingerprints": fingerprints, "framework": spec["framework"],
         "devices": spec["devices"], "attempts": attempts,
@@ -138,4 +144,4 @@ def finish(run_dir: Path, status: str, wall_seconds: float, devices: int) -> Non
     data["attempts"][-1] |= {"ended": time.time(), "wall_seconds": wall_seconds,
                              "status": status}
     data["compute_seconds"] = data.get("compute_seconds", 0.0) + wall_seconds * devices
-    write_json(run_dir / "provenance.json", data)
+    write_json(run_dir / PROVENANCE, data)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from audit.plan import FINGERPRINTS, Inputs, PlannedRun, plan
 from audit.protocol import Protocol
 from audit.store import Store
+from transfg.run_files import LOG
 
 
 @dataclass
@@ -251,7 +252,7 @@ def finish(store: Store, protocols, inputs, outcomes, started: float, out, **sub
     for outcome in outcomes:
         if outcome.state in BAD_STATES:
             print(f"  {outcome.state}: {outcome.run_id}: {outcome.message}  "
-                  f"(see {store.path(outcome.run_id) / 'log.txt'})", file=out)
+                  f"(see {store.path(outcome.run_id) / LOG})", file=out)
         elif outcome.state == "skipped-corrupt":
             print(f"  left corrupt (--keep-corrupt): {outcome.message}", file=out)
         elif "moved aside" in outcome.message:

@@ -38,7 +38,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from transfg.run_files import (
+    CHECKPOINT,
+    LOCK,
+    METRICS,
+    PROVENANCE,
+    RESULT,
+    SPEC,
+    STATUS,
     RunFileError,
+    eval_name,
+    eval_step,
     load_object,
     read_eval,
     read_provenance,
@@ -54,8 +63,7 @@ SUMMARY_VERSION = 3
 DAMAGED = ".damaged"  # where corrupt run folders are moved aside
 # The files a finished run's summary is made of (and the eval files its result names): a cached
 # summary is used only while none of them has changed since (see `file_keys`).
-SUMMARISED = ("result.json", "spec.json", "status.json", "provenance.json")
-CHECKPOINT = "checkpoints/last.npz"
+SUMMARISED = (RESULT, SPEC, STATUS, PROVENANCE)
 RESULT_KEYS = ("final_accuracy", "final_step", "best_accuracy", "best_step", "correct",
                "test_images", "train_images", "steps", "effective_batch", "images_per_s")
 
@@ -94,7 +102,7 @@ class Store:
         """Claim the run, or None when another process holds it."""
         folder = self.path(run_id)
         folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -107,7 +115,7 @@ class Store:
         return Claim(run_id, fd)
 
     def is_claimed(self, run_id: str) -> bool:
-        lock = self.path(run_id) / "lock"
+        lock = self.path(run_id) / LOCK
         try:
             fd = os.open(lock, os.O_RDONLY)
         except FileNotFoundError:
@@ -133,7 +141,7 @@ class Store:
             status, status_problem = {}, str(error)
             if error.reason == "missing":
                 status_problem = None
-        if (folder / "result.json").exists():
+        if (folder / RESULT).exists():
             try:
                 result = read_result(folder)
                 check_identity(folder, run_id)
@@ -141,7 +149,7 @@ class Store:
                     if name == CHECKPOINT:
                         check_archive(folder / CHECKPOINT)
                         continue
-                    step = int(name.removeprefix("eval-").removesuffix(".npz"))
+                    step = eval_step(name)
                     total = next(e["total"] for e in result["evaluations"] if e["step"] == step)
                     read_eval(folder, step, total)
             except RunFileError as error:
@@ -163,7 +171,7 @@ class Store:
                               "missing, although status.json says the run finished")
         if state in ("failed", "diverged"):
             return Inspection(state, status=status)
-        if state is None and not (folder / "metrics.jsonl").exists():
+        if state is None and not (folder / METRICS).exists():
             return Inspection("missing")
         return Inspection("interrupted", status=status)
 
@@ -195,7 +203,7 @@ class Store:
 
     def repair_status(self, run_id: str, inspection: Inspection) -> None:
         """A done run whose status.json is damaged or disagrees: rewrite it from result.json."""
-        write_json(self.path(run_id) / "status.json",
+        write_json(self.path(run_id) / STATUS,
                    {"status": "finished", "step": inspection.result["steps"],
                     "message": "status rewritten from result.json by the runner",
                     "updated": time.time(), "pid": os.getpid()})
@@ -206,16 +214,16 @@ class Store:
         attempt's, the id does not)."""
         folder = self.path(run_id)
         folder.mkdir(parents=True, exist_ok=True)
-        write_json(folder / "spec.json", spec_dict)
+        write_json(folder / SPEC, spec_dict)
         return folder
 
     def reset_failed(self, run_id: str) -> None:
         """A failed or diverged run is tried again from its last checkpoint: its status goes."""
-        (self.path(run_id) / "status.json").unlink(missing_ok=True)
+        (self.path(run_id) / STATUS).unlink(missing_ok=True)
 
     def _labels(self, run_id: str) -> dict:
         try:
-            spec = load_object(self.path(run_id) / "spec.json")
+            spec = load_object(self.path(run_id) / SPEC)
         except RunFileError:
             return {}
         notes = spec.get("notes") if isinstance(spec.get("notes"), dict) else {}
@@ -318,8 +326,7 @@ def evidence_files(result: dict | None) -> list[str]:
     explain` read it). The official code writes neither (its counts come from an accuracy)."""
     if not result or result.get("correct_from_accuracy"):
         return []
-    return sorted({f"eval-{result['final_step']}.npz", f"eval-{result['best_step']}.npz",
-                   CHECKPOINT})
+    return sorted({eval_name(result["final_step"]), eval_name(result["best_step"]), CHECKPOINT})
 
 
 def check_archive(path: Path) -> None:
@@ -381,7 +388,7 @@ def check_identity(folder: Path, run_id: str) -> None:
     spec = read_spec(folder)
     provenance = read_provenance(folder)
     found = run_id_of(spec, RecordedFingerprints(provenance["fingerprints"],
-                                                 folder / "provenance.json"))
+                                                 folder / PROVENANCE))
     if found != run_id:
-        raise RunFileError(folder / "spec.json", f"hashes to {found}, not to its folder's run "
+        raise RunFileError(folder / SPEC, f"hashes to {found}, not to its folder's run "
                                                  "id: changed after the run, or moved")

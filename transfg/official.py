@@ -40,7 +40,19 @@ import numpy as np
 from transfg.config import ModelConfig
 from transfg.data.readers import dataset_spec, read_split
 from transfg.official_compat import RECORD_VARIABLE
-from transfg.run_files import MetricsLog, read_json, read_metrics, write_json, write_status
+from transfg.run_files import (
+    LOG,
+    METRICS,
+    OFFICIAL_COMPAT,
+    OFFICIAL_DATA,
+    OFFICIAL_OUTPUT,
+    RESULT,
+    MetricsLog,
+    read_json,
+    read_metrics,
+    write_json,
+    write_status,
+)
 from transfg.spec import RunSpec, SpecError, read_spec
 
 DATASET_NAMES = {"cub": "CUB_200_2011", "cars": "car", "dogs": "dog", "nabirds": "nabirds",
@@ -101,9 +113,9 @@ def official_args(spec: RunSpec, run_dir: Path) -> list[str]:
     m, t = spec.model, spec.train
     args = [
         "--name", "run", "--dataset", DATASET_NAMES[spec.dataset],
-        "--data_root", str(run_dir / "official-data"), "--model_type", "ViT-B_16",
+        "--data_root", str(run_dir / OFFICIAL_DATA), "--model_type", "ViT-B_16",
         "--pretrained_dir", str(Path(spec.weights).resolve()),
-        "--output_dir", str(run_dir / "official-output"), "--img_size", str(m.image_size),
+        "--output_dir", str(run_dir / OFFICIAL_OUTPUT), "--img_size", str(m.image_size),
         "--train_batch_size", str(t.batch_size * t.accumulation),
         "--gradient_accumulation_steps", str(t.accumulation),
         "--eval_batch_size", str(t.eval_batch_size), "--eval_every", str(t.eval_every),
@@ -185,7 +197,7 @@ def compat_deviations(path: Path) -> list[str]:
 
 def link_dataset(spec: RunSpec, run_dir: Path) -> None:
     """The official code reads `{data_root}/{its dataset name}`: a folder with one link."""
-    folder = run_dir / "official-data"
+    folder = run_dir / OFFICIAL_DATA
     folder.mkdir(exist_ok=True)
     link = folder / DATASET_NAMES[spec.dataset]
     if link.is_symlink() or link.exists():
@@ -198,19 +210,19 @@ def run(run_dir: Path) -> dict:
     run_dir = Path(run_dir).resolve()  # the official code runs inside it: relative paths break
     spec = read_spec(run_dir)
     check(spec)
-    for stale in ("result.json", "metrics.jsonl"):  # no resume: every start is a fresh run
+    for stale in (RESULT, METRICS):  # no resume: every start is a fresh run
         (run_dir / stale).unlink(missing_ok=True)
     link_dataset(spec, run_dir)
     test_images = len(read_split(spec.dataset, spec.data_root, "test"))
     train_images = len(read_split(spec.dataset, spec.data_root, "train"))
     write_status(run_dir, "running", 0)
     started = time.monotonic()
-    metrics = MetricsLog(run_dir / "metrics.jsonl", 0)
+    metrics = MetricsLog(run_dir / METRICS, 0)
     reader = LogReader(metrics, run_dir, spec.effective_batch)
-    compat_record = run_dir / "official-compat.json"
+    compat_record = run_dir / OFFICIAL_COMPAT
     compat_record.unlink(missing_ok=True)
     env = dict(os.environ, PYTHONUNBUFFERED="1", **{RECORD_VARIABLE: str(compat_record)})
-    with open(run_dir / "log.txt", "a") as log:
+    with open(run_dir / LOG, "a") as log:
         log.write("$ " + " ".join(command(spec, run_dir)) + "\n")
         log.flush()
         process = subprocess.Popen(command(spec, run_dir), cwd=run_dir, env=env,
@@ -226,14 +238,14 @@ def run(run_dir: Path) -> dict:
             reader.feed("", final=True)
             metrics.close()
     if code != 0:
-        message = f"the official code exited with status {code}; see log.txt"
+        message = f"the official code exited with status {code}; see {LOG}"
         write_status(run_dir, "failed", reader.step, message)
         raise RuntimeError(message)
     if not reader.evaluations:
-        message = "the official code ended without an evaluation in its log; see log.txt"
+        message = f"the official code ended without an evaluation in its log; see {LOG}"
         write_status(run_dir, "failed", reader.step, message)
         raise RuntimeError(message)
-    rates = [r["images_per_s"] for r in read_metrics(run_dir / "metrics.jsonl")
+    rates = [r["images_per_s"] for r in read_metrics(run_dir / METRICS)
              if "loss" in r and math.isfinite(r["images_per_s"])]
     evals = []
     for row in reader.evaluations:
@@ -250,6 +262,6 @@ def run(run_dir: Path) -> dict:
               "wall_seconds_this_session": time.monotonic() - started,
               "images_per_s": float(np.median(rates)) if rates else None,
               "deviations": DEVIATIONS + compat_deviations(compat_record)}
-    write_json(run_dir / "result.json", result)
+    write_json(run_dir / RESULT, result)
     write_status(run_dir, "finished", spec.train.steps)
     return result

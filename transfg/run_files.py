@@ -27,6 +27,35 @@ from typing import Any
 
 import numpy as np
 
+# ------------------------------------------------------------------ the files of a run folder
+# The only place that names them; everything else asks here.
+SPEC = "spec.json"  # the run's whole input (transfg.spec.RunSpec); its hash is the run id
+STATUS = "status.json"  # running/finished/failed/diverged and the last step, rewritten as it goes
+RESULT = "result.json"  # the finished run's summary (read_result)
+PROVENANCE = "provenance.json"  # machine, packages, data fingerprints, one entry per attempt
+PROVENANCE_DAMAGED = "provenance.damaged.json"  # an unreadable provenance.json, kept aside
+METRICS = "metrics.jsonl"  # one line per update
+LOG = "log.txt"  # the training's log lines and, from the runner, a failed attempt's traceback
+OUTPUT = "output.txt"  # the training process's stdout and stderr, all attempts
+LOCK = "lock"  # held (flock) by the process that runs the run
+CHECKPOINT = "checkpoints/last.npz"  # model and optimizer at the last checkpointed update
+EVAL_GLOB = "eval-*.npz"
+# framework = "official" only: the dataset as the official readers want it (links), the official
+# code's own output folder, and the stand-ins it ran with (transfg.official_compat)
+OFFICIAL_DATA = "official-data"
+OFFICIAL_OUTPUT = "official-output"
+OFFICIAL_COMPAT = "official-compat.json"
+
+
+def eval_name(step: int) -> str:
+    """The predictions of the evaluation after update `step`."""
+    return f"eval-{int(step)}.npz"
+
+
+def eval_step(name: str) -> int:
+    """The step of an eval file's name (the inverse of `eval_name`)."""
+    return int(name.removeprefix("eval-").removesuffix(".npz"))
+
 
 def write_atomic(path: str | Path, write: Callable[[Any], None], mode: str = "w") -> None:
     """Call write(file) on a temporary file beside `path`, fsync it, rename it onto `path`."""
@@ -160,7 +189,7 @@ def check_result(data: dict) -> str | None:
 def read_result(run_dir: str | Path) -> dict:
     """result.json, checked: every field its format has, of its type, accuracies in [0, 1], and
     consistent with its evaluations."""
-    path = Path(run_dir) / "result.json"
+    path = Path(run_dir) / RESULT
     data = load_object(path)
     problem = check_result(data)
     if problem:
@@ -172,7 +201,7 @@ STATUSES = ("running", "finished", "failed", "diverged")
 
 
 def read_status(run_dir: str | Path) -> dict:
-    path = Path(run_dir) / "status.json"
+    path = Path(run_dir) / STATUS
     data = load_object(path)
     if data.get("status") not in STATUSES:
         raise RunFileError(path, f"status={data.get('status')!r}, allowed: "
@@ -183,7 +212,7 @@ def read_status(run_dir: str | Path) -> dict:
 
 
 def read_provenance(run_dir: str | Path) -> dict:
-    path = Path(run_dir) / "provenance.json"
+    path = Path(run_dir) / PROVENANCE
     data = load_object(path)
     for name, kind in (("fingerprints", dict), ("attempts", list)):
         if not isinstance(data.get(name), kind):
@@ -196,7 +225,7 @@ EVAL_ARRAYS = ("index", "label", "top5_classes", "top5_scores")
 
 def read_eval(run_dir: str | Path, step: int, total: int | None = None) -> dict[str, np.ndarray]:
     """eval-<step>.npz: its four arrays, one row per test example (`total` of them when given)."""
-    path = Path(run_dir) / f"eval-{int(step)}.npz"
+    path = Path(run_dir) / eval_name(step)
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
@@ -223,7 +252,7 @@ def write_status(run_dir: Path, status: str, step: int, message: str = "",
     whose damage failed the run (the runner then moves the folder aside and starts again)."""
     data = {"status": status, "step": step, "message": message, "updated": time.time(),
             "pid": os.getpid()}
-    write_json(run_dir / "status.json", data | ({"damaged": damaged} if damaged else {}))
+    write_json(run_dir / STATUS, data | ({"damaged": damaged} if damaged else {}))
 
 
 def read_metrics(path: str | Path) -> list[dict]:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 
 from transfg.config import ModelConfig
-from transfg.run_files import RunFileError, load_object
+from transfg.run_files import SPEC, RunFileError, load_object
 
 SPEC_VERSION = 1
 FRAMEWORKS = ("torch", "jittor", "official")  # official: a user's checkout (transfg/official.py)
@@ -184,9 +184,9 @@ class RunSpec:
 
 def read_spec(run_dir: str | Path) -> RunSpec:
     """spec.json of a run folder; RunFileError (transfg.run_files) naming what is wrong."""
-    path = Path(run_dir) / "spec.json"
+    path = Path(run_dir) / SPEC
     data = load_object(path)
     try:
-        return RunSpec.from_dict(data, "spec.json")
+        return RunSpec.from_dict(data, SPEC)
     except SpecError as error:
-        raise RunFileError(path, str(error).removeprefix("spec.json: ")) from None
+        raise RunFileError(path, str(error).removeprefix(f"{SPEC}: ")) from None

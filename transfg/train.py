@@ -31,8 +31,15 @@ from transfg.data.readers import dataset_spec, read_split
 from transfg.engine import TrainingEngine
 from transfg.launch import die_with_parent, launcher_rank, runner_pid
 from transfg.run_files import (
+    CHECKPOINT,
+    EVAL_GLOB,
+    LOG,
+    METRICS,
+    RESULT,
     MetricsLog,
     RunFileError,
+    eval_name,
+    eval_step,
     read_eval,
     read_metrics,
     read_status,
@@ -51,7 +58,6 @@ from transfg.weights import (
 )
 
 log = logging.getLogger("transfg.train")
-CHECKPOINT = "checkpoints/last.npz"
 
 
 class Diverged(RuntimeError):
@@ -126,15 +132,15 @@ def evaluate(spec: RunSpec, engine: TrainingEngine, samples, transform, run_dir:
     arrays = {key: np.concatenate([s[key] for s in shards]) for key in shard}
     order = np.argsort(arrays["index"], kind="stable")
     arrays = {key: value[order] for key, value in arrays.items()}
-    write_atomic(run_dir / f"eval-{step}.npz", lambda f: np.savez(f, **arrays), mode="wb")
+    write_atomic(run_dir / eval_name(step), lambda f: np.savez(f, **arrays), mode="wb")
     return float((arrays["top5_classes"][:, 0] == arrays["label"]).mean())
 
 
 def evaluations(run_dir: Path, total: int) -> list[dict]:
     """Every evaluation on disk, by step: {step, accuracy, correct, total}."""
     rows = []
-    for path in run_dir.glob("eval-*.npz"):
-        step = int(path.stem.split("-")[1])
+    for path in run_dir.glob(EVAL_GLOB):
+        step = eval_step(path.name)
         data = read_eval(run_dir, step, total)
         correct = int((data["top5_classes"][:, 0] == data["label"]).sum())
         rows.append({"step": step, "accuracy": correct / total, "correct": correct,
@@ -178,7 +184,7 @@ class Progress:
 
 def checkpoint(spec: RunSpec, engine: TrainingEngine, run_dir: Path, step: int) -> None:
     state, optimizer = engine.export()
-    (run_dir / "checkpoints").mkdir(exist_ok=True)
+    (run_dir / CHECKPOINT).parent.mkdir(exist_ok=True)
     save_checkpoint(run_dir / CHECKPOINT, state, spec.model,
                     meta={"step": step, "framework": spec.framework}, optimizer=optimizer)
 
@@ -222,7 +228,7 @@ def train(run_dir: Path) -> dict:
         state, optimizer, first = read_resume_checkpoint(run_dir, spec)
         engine.restore(state, optimizer)
         log.info("resuming from update %d", first)
-    metrics = MetricsLog(run_dir / "metrics.jsonl", first) if lead else None
+    metrics = MetricsLog(run_dir / METRICS, first) if lead else None
     progress = Progress(t.steps, first)
     if lead:
         write_status(run_dir, "running", first)
@@ -264,7 +270,7 @@ def train(run_dir: Path) -> dict:
     evals = evaluations(run_dir, len(test_samples))
     final = evals[-1]
     best = max(evals, key=lambda r: (r["accuracy"], -r["step"]))
-    rows = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["step"] > first]
+    rows = [r for r in read_metrics(run_dir / METRICS) if r["step"] > first]
     result = {"final_accuracy": final["accuracy"], "final_step": final["step"],
               "best_accuracy": best["accuracy"], "best_step": best["step"],
               "correct": final["correct"], "test_images": final["total"],
@@ -274,7 +280,7 @@ def train(run_dir: Path) -> dict:
               "setup_seconds_this_session": started - setup_started,
               "loop_seconds_this_session": clock.breakdown(),
               "images_per_s": float(np.median([r["images_per_s"] for r in rows])) if rows else None}
-    write_json(run_dir / "result.json", result)
+    write_json(run_dir / RESULT, result)
     write_status(run_dir, "finished", t.steps)
     return result
 
@@ -300,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     if rank not in (None, 0):  # another process of a multi-device run
         train(run_dir)
         return 0
-    handler = logging.FileHandler(run_dir / "log.txt")
+    handler = logging.FileHandler(run_dir / LOG)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logging.getLogger("transfg").addHandler(handler)
     logging.getLogger("transfg").setLevel(logging.INFO)

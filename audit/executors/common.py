@@ -15,6 +15,7 @@ from audit import provenance
 from audit.store import Store
 from transfg.jittor_env import site_env
 from transfg.launch import RUNNER_VARIABLE, die_with_parent
+from transfg.run_files import LOG, OUTPUT
 
 
 def train_command(spec: dict, run_dir: Path) -> list[str]:
@@ -76,7 +77,7 @@ def execute(store: Store, run_id: str, spec: dict, fingerprints: dict, *, owner:
     except Exception as error:
         message = f"{type(error).__name__}: {error} (in the runner, before or after training)"
         try:
-            with open(store.path(run_id) / "log.txt", "a") as log:
+            with open(store.path(run_id) / LOG, "a") as log:
                 log.write(f"audit run: {message}\n{traceback.format_exc()}")
         except OSError:
             message += f"; its log could not be written either ({store.path(run_id)})"
@@ -135,7 +136,7 @@ def run_process(store: Store, run_id: str, spec: dict, fingerprints: dict, comma
         on_start()
     provenance.start(folder, spec, command, fingerprints)
     started = time.monotonic()
-    with open(folder / "output.txt", "ab") as output:
+    with open(folder / OUTPUT, "ab") as output:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, pass_fds=(claim.fd,),
                                    preexec_fn=die_with_parent,

@@ -8,10 +8,12 @@ import threading
 import time
 from pathlib import Path
 
+from transfg.run_files import METRICS
+
 
 def _last_step(run_dir: Path) -> int | None:
     try:
-        with open(run_dir / "metrics.jsonl", "rb") as f:
+        with open(run_dir / METRICS, "rb") as f:
             f.seek(0, 2)
             f.seek(max(f.tell() - 4096, 0))
             lines = f.read().decode(errors="replace").splitlines()

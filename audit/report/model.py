@@ -21,7 +21,7 @@ from audit.results import collect
 from audit.runner import matrix
 from audit.store import Store
 from transfg.data.readers import DATASETS
-from transfg.run_files import load_object, read_eval, read_provenance
+from transfg.run_files import CHECKPOINT, RESULT, load_object, read_eval, read_provenance
 
 BADGES = {verdict.REPRODUCED: "ok", verdict.NOT_REPRODUCED: "bad",
           verdict.INCONCLUSIVE: "unsure"}
@@ -244,8 +244,8 @@ def gallery(protocol: Protocol, table: pd.DataFrame, store: Store, count: int = 
         if arm.model.variant != "transfg":
             continue
         runs = mine[mine["arm"] == arm_name]["run_id"]
-        checkpoints = [store.path(r) / "checkpoints" / "last.npz" for r in runs
-                       if (store.path(r) / "checkpoints" / "last.npz").exists()]
+        checkpoints = [store.path(r) / CHECKPOINT for r in runs
+                       if (store.path(r) / CHECKPOINT).exists()]
         if not checkpoints:
             continue
         problems, entry = [], None
@@ -295,7 +295,7 @@ def official_deviations(protocol: Protocol, store: Store, table: pd.DataFrame) -
     runs = table[(table["protocol"] == protocol.name) & (table["framework"] == "official")]
     counts: dict[str, int] = {}
     for run_id in runs["run_id"]:
-        found = load_object(store.path(run_id) / "result.json").get("deviations", [])
+        found = load_object(store.path(run_id) / RESULT).get("deviations", [])
         for text in found:
             counts[str(text)] = counts.get(str(text), 0) + 1
     return [{"text": text, "runs": n, "of": len(runs)} for text, n in counts.items()]
