@@ -1,5 +1,6 @@
-"""Collect the results of finished runs into one table (pandas), the only thing the statistics
-read (DESIGN.md: the statistics never look inside run folders)."""
+"""Collect the results of finished runs into one table (pandas), which the statistics read
+(docs/design.md, "Data flow"); besides it, only the paired tests over test examples read a run's
+stored predictions."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Intervals and tests behind the audit's verdicts (spec/statistics.md).
+"""Intervals and tests behind the audit's verdicts (docs/statistics.md).
 
 Accuracies are proportions in [0, 1]; the report converts to percent. Every random function takes
 an explicit `rng` (a numpy Generator). A quantity that the data cannot define (one seed, zero spread

@@ -1,7 +1,7 @@
 """The run store: one folder per run (`runs/<run id>/`), the only interface between the runner and
-training (DESIGN.md). Files in a run folder: spec.json, provenance.json, status.json,
-metrics.jsonl, eval-<step>.npz, checkpoints/, log.txt, output.txt (the process's terminal output),
-result.json, and `lock`; transfg/run_files.py reads and checks each.
+training (docs/design.md, "The run folder"). Files in a run folder: spec.json, provenance.json,
+status.json, metrics.jsonl, eval-<step>.npz, checkpoints/, log.txt, output.txt (the process's
+terminal output), result.json, and `lock`; transfg/run_files.py reads and checks each.
 
 Claiming: a run is claimed by an exclusive `flock` on its `lock` file, held by the runner and
 inherited by the training process it starts. The kernel drops the lock when the last holder

@@ -1,5 +1,5 @@
 """Claims -> verdicts: `reproduced`, `not reproduced` or `inconclusive`, with the numbers behind
-each and one plain sentence that says why (spec/statistics.md).
+each and one plain sentence that says why (docs/statistics.md).
 
 Inputs are the collected results table (`audit.results.collect`: one line per finished run,
 accuracies as proportions) and, for the paired tests over test examples, a function that returns
@@ -101,9 +101,9 @@ BEST_OF = 5  # the paper's figure modelled as the best of this many runs
 EXAMPLE_PAIRS = 5  # seed pairs tested over test examples (each a bootstrap over the test set)
 POWER = 0.8  # seeds needed: the runs at which the deciding test has this power
 # The seed spread to plan with when nothing better is known: 0.3 points. Published CUB figures of
-# the same setting spread by about 0.2-0.4 points (spec/claims.md: 91.0-91.4 for the official
+# the same setting spread by about 0.2-0.4 points (docs/claims.md: 91.0-91.4 for the official
 # code in the issues, 91.15 and 91.18 for the Jittor report's two frameworks), and at 0.2-0.3
-# points TOST needs the 4-5 seeds spec/statistics.md plans with.
+# points TOST needs the 4-5 seeds docs/statistics.md ("Seeds needed") plans with.
 DEFAULT_SEED_SD = 0.003
 SPREAD_BOUND = 0.8  # a measured spread's upper bound: its one-sided 80% chi-square interval
 ZERO_SPREAD = ("no spread was measured: the seed may vary nothing (e.g. it does not reach the "

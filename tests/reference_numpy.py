@@ -1,4 +1,4 @@
-"""TransFG's forward pass in plain numpy, written from spec/transfg.md alone.
+"""TransFG's forward pass in plain numpy, written from docs/official-code.md alone.
 
 An independent check of semantics: it shares no code with the models (no module classes, its own
 patch extraction and attention), works in float64, and forms the Part Selection Module as the
@@ -90,7 +90,7 @@ def forward(images, state, *, variant, heads, layers, patch_size, stride):
 
 
 def losses(logits, features, labels, *, smoothing=0.0, alpha=0.4):
-    """(cross-entropy or label smoothing, contrastive), as spec/transfg.md, 'Losses'."""
+    """(cross-entropy or label smoothing, contrastive), as docs/official-code.md, 'Losses'."""
     logits = np.asarray(logits, dtype=np.float64)
     logp = logits - logits.max(-1, keepdims=True)
     logp = logp - np.log(np.exp(logp).sum(-1, keepdims=True))

@@ -1,6 +1,6 @@
 """The model configuration: one frozen dataclass shared by the Jittor and PyTorch models.
 
-Defaults are the official code's (spec/transfg.md); `vit_b16()` is the paper's backbone and
+Defaults are the official code's (docs/official-code.md); `vit_b16()` is the paper's backbone and
 `tiny()` shrinks everything for tests and smoke runs.
 """
 
@@ -37,7 +37,7 @@ class ModelConfig:
     # The pretrained 14 x 14 grid is resized to this model's grid in this mode; recorded, never a
     # library default (the official code: scipy.ndimage.zoom(order=1) = bilinear, corners aligned).
     posemb_resize: PosembResize = "bilinear-align-corners"
-    # Losses (spec/transfg.md, "Losses").
+    # Losses (docs/official-code.md, "Losses").
     smoothing: float = 0.0  # label smoothing; 0 = plain cross-entropy, as the official default
     # The contrastive loss on the CLS feature: on in the official TransFG; the paper's ViT baseline
     # is trained without it (the Jittor reproduction's "ViT" kept it), so say which you mean.

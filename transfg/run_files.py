@@ -1,7 +1,7 @@
 """The files of a run folder: how each is written, and the one reader of each that checks it.
 
 Written so that a kill at any moment leaves either the old or the new version, never half of one
-(DESIGN.md, "Contracts"):
+(docs/design.md, "Atomic writes"):
 - JSON files (spec.json, status.json, result.json, provenance.json): temporary file in the same
   folder, fsync, rename.
 - metrics.jsonl: one JSON line per update, appended and flushed; a reader skips a last line cut

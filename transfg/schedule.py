@@ -1,4 +1,5 @@
-"""Learning-rate schedules as plain functions of the update number (spec/transfg.md, "Training").
+"""Learning-rate schedules as plain functions of the update number (docs/official-code.md,
+"Training").
 
 The official code steps the scheduler before the optimizer, so update k (1-based) uses
 `multiplier(k)`: the first update uses 1/warmup of the base rate, the last uses 0.

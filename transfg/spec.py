@@ -2,7 +2,7 @@
 
 The runner writes it, `python -m transfg.train RUN_DIR` reads it; this module is the one place
 that defines the format (versioned: SPEC_VERSION). Defaults are the official code's
-(spec/transfg.md, "Training"); each deviation the paper implies is a named field.
+(docs/official-code.md, "Training"); each deviation the paper implies is a named field.
 """
 
 from __future__ import annotations

@@ -2,10 +2,11 @@
 
 The loop is framework-neutral; `transfg/torch/engine.py` and `transfg/jittor/engine.py` do one
 update, a prediction and the checkpoint state in their framework. Files written into RUN_DIR
-(DESIGN.md): status.json, metrics.jsonl, eval-<step>.npz, checkpoints/last.npz, log.txt and, only
-when the run finished, result.json. Started again, a run resumes from checkpoints/last.npz and
-ends exactly as it would have without the interruption (data order, augmentation and dropout are
-functions of the seeds and the update number, and the optimizer state is checkpointed).
+(docs/design.md, "The run folder"): status.json, metrics.jsonl, eval-<step>.npz,
+checkpoints/last.npz, log.txt and, only when the run finished, result.json. Started again, a run
+resumes from checkpoints/last.npz and ends exactly as it would have without the interruption (data
+order, augmentation and dropout are functions of the seeds and the update number, and the
+optimizer state is checkpointed).
 
 A spec with framework "official" runs the user's checkout of the official code instead
 (transfg/official.py), with the same files as far as that code allows.

@@ -30,7 +30,7 @@ BADGES = {verdict.REPRODUCED: "ok", verdict.NOT_REPRODUCED: "bad",
 SCHEMA_VERSION = 1
 SAFE_URL = re.compile(r"^https?://[^\s\"'<>]+$")
 
-# spec/transfg.md, "Where the paper and the code disagree": how a protocol can test each.
+# docs/official-code.md, "Where the paper and the code disagree": how a protocol can test each.
 DIFFERENCES = [
     ("Batch size", "The paper says 16; the official code uses 16 per GPU on 4 GPUs (64).",
      lambda p: any(a.train.accumulation == 1 and a.train.batch_size == 16

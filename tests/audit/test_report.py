@@ -38,7 +38,7 @@ def test_shipped_protocols_with_no_runs_show_the_published_figures(tmp_path, cap
     text = pdf_text(out / "report.pdf")
     compact = " ".join(text.split())
     assert "No finished runs yet" in compact
-    # CUB: the paper's 91.7 on 5794 test images, Wilson [90.96, 92.38] (spec/statistics.md).
+    # CUB: the paper's 91.7 on 5794 test images, Wilson [90.96, 92.38] (docs/statistics.md).
     assert "91.70" in text and "[90.96, 92.38]" in text
     for name in ("transfg-cub", "transfg-cars", "transfg-dogs", "transfg-nabirds",
                  "transfg-inat2017", "transfg-ablations-cub"):

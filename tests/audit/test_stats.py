@@ -349,7 +349,8 @@ def test_expected_best_of_n_matches_monte_carlo(n):
 
 
 def test_seeds_needed_for_tost_matches_the_spec_range():
-    # statistics.md: about 4-5 seeds for seed SD 0.2-0.3 points and delta 0.5 points
+    # docs/statistics.md, "Seeds needed": about 4-5 seeds for seed SD 0.2-0.3 points and
+    # delta 0.5 points
     assert [seeds_needed(sd, 0.005) for sd in (0.002, 0.0025, 0.003)] == [4, 4, 5]
 
 

@@ -1,5 +1,5 @@
 """Jittor and PyTorch compute the same TransFG, and both match a plain-numpy forward pass written
-from spec/transfg.md. Tiny configs, float32, the same weights and inputs in all three."""
+from docs/official-code.md. Tiny configs, float32, the same weights and inputs in all three."""
 
 import numpy as np
 import pytest

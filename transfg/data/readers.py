@@ -1,4 +1,5 @@
-"""One reader per dataset format, in the layouts the datasets ship in (spec/transfg.md, "Data").
+"""One reader per dataset format, in the layouts the datasets ship in (docs/official-code.md,
+"Data").
 
 A reader turns a dataset folder into (image path, label) samples for one split, labels 0-based.
 It never stops at the first problem: every malformed line, missing file or label out of range is

@@ -3,7 +3,7 @@
 Read beside `transfg/torch/model.py`: the same classes, attributes and state-dict keys, differing
 only where the frameworks do: `execute` for `forward`, `detach()` for `no_grad` (never
 `stop_grad()`, which jittor applies in place and would cut the gradient through attention), and
-jittor's argmax returning (index, value). Semantics: spec/transfg.md, "Model".
+jittor's argmax returning (index, value). Semantics: docs/official-code.md, "Model".
 """
 
 from __future__ import annotations

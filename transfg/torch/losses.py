@@ -1,4 +1,5 @@
-"""TransFG's losses in PyTorch (spec/transfg.md, "Losses"); the Jittor file mirrors this one."""
+"""TransFG's losses in PyTorch (docs/official-code.md, "Losses"); the Jittor file mirrors this
+one."""
 
 from __future__ import annotations
 

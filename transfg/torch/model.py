@@ -2,8 +2,8 @@
 
 Class and attribute names follow the official code (github TACJu/TransFG, modeling.py), so the
 state-dict keys are the same in both frameworks and `transfg/jittor/model.py` reads line for line
-like this file. Semantics: spec/transfg.md, "Model". Shapes: B batch, T tokens (patches + CLS),
-D hidden, H heads, K = H selected parts.
+like this file. Semantics: docs/official-code.md, "Model". Shapes: B batch, T tokens (patches +
+CLS), D hidden, H heads, K = H selected parts.
 """
 
 from __future__ import annotations

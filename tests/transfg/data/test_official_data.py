@@ -171,8 +171,8 @@ NABIRDS_OUR_ORDER = [22, 295, 313, 1000]
 
 def test_official_nabirds_labels_are_ours_relabelled_by_set_order(
         bench, data_utils, dataset_module, tmp_path, monkeypatch):
-    """A difference on purpose (spec/transfg.md, "Data"): the official NABirds reader numbers the
-    class ids in the iteration order of a Python set of them (get_continuous_class_map), ours in
+    """A difference on purpose (docs/official-code.md, "Data"): the official NABirds reader numbers
+    the class ids in the iteration order of a Python set of them (get_continuous_class_map), ours in
     ascending order. Same images in the same order, same partition into classes; each official
     label is our label's class id's place in the set. Integer ids hash to themselves (Python
     salts only str and bytes hashes), so that order is the same in every run: the ids' slots in
