@@ -1,11 +1,12 @@
 """Protocol -> the run matrix (arm x framework x seed), each run a RunSpec with its run id.
 
 The run id is a versioned hash of everything that affects a run's result and nothing that does
-not: the spec without where the data and weights sit on this machine (data_root,
-official_checkout, official_python), without loader workers, checkpoint spacing and activation
+not: the spec without where the data and weights sit on this machine (data_root, the weights'
+path, official_checkout, official_python), without loader workers, checkpoint spacing and activation
 checkpointing (tests show they change nothing), plus the fingerprints of the data (file list,
 labels, sizes) and of the weights file (SHA-256), and the official checkout's commit. Two
-protocols that ask for the same run share it; moving the data to another folder keeps the ids.
+protocols that ask for the same run share it; moving the data or the weights to another folder
+keeps the ids.
 """
 
 from __future__ import annotations
@@ -148,6 +149,8 @@ def run_id(spec: RunSpec, fingerprints: Fingerprints = FINGERPRINTS) -> str:
                         and not (k in TRAIN_IN_ID_UNLESS and TRAIN_IN_ID_UNLESS[k] == v)}
     content["seeds"] = dataclasses.asdict(spec.seeds)
     content["data_fingerprint"] = fingerprints.of_data(spec.dataset, spec.data_root, spec.subset)
+    # the weights file counts by its content, not its place (the key stays, as ids were issued)
+    content["weights"] = None
     content["weights_sha256"] = fingerprints.of_weights(spec.weights) if spec.weights else None
     if spec.framework == "official":
         content["official_commit"] = fingerprints.of_official(spec.official_checkout)

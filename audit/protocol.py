@@ -4,7 +4,8 @@ A protocol names the paper, the dataset, a base model and training configuration
 overrides of the base, which may extend one another), frameworks, seeds, which reading its claims
 use (final-step or best-of-evaluations accuracy), the claims, the figures others published with
 their sources, and a `smoke` size for a quick check. The format is versioned (PROTOCOL_VERSION)
-and documented by example in `protocols/default.toml`; every key is listed in SCHEMA below.
+and documented by example in `protocols/default.toml`; every key is listed in the tables below
+(TOP, PAPER, DATA, ARM, SOURCE, PUBLISHED, SMOKE, CLAIM_COMMON, CLAIM_KIND).
 
 Validation collects every error before it reports (file, key path, bad value, what is allowed,
 "did you mean" for misspelled keys); `load` raises ProtocolError with all of them.

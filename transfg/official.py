@@ -17,8 +17,9 @@
   writes (final and best-of-evaluations accuracy, every evaluation) when the code ends cleanly.
 
 What cannot be made the same, recorded in result.json under "deviations": the official code
-seeds everything from one seed (ours: `seeds.init`), its training order repeats every epoch
-(DistributedSampler without set_epoch), it pads the test set to a multiple of the process count
+seeds its initialisation, dropout and augmentation from one seed (ours: `seeds.init`), its
+training order is the same for every seed and every epoch (DistributedSampler with its own seed 0
+and no set_epoch), it pads the test set to a multiple of the process count
 and averages per-process accuracies (the counts in result.json are then derived from the
 accuracy), it cannot resume (a restarted run starts again from step 0), and it writes no
 per-example predictions. The official code divides its accuracy by the visible GPU count: the
@@ -61,8 +62,9 @@ VIT_B16 = {"patch_size": 16, "hidden_size": 768, "mlp_dim": 3072, "num_heads": 1
            "num_layers": 12, "dropout_rate": 0.1, "attention_dropout_rate": 0.0}
 
 DEVIATIONS = [
-    "one seed (seeds.init) drives all of the official code's randomness",
-    "training order repeats every epoch (DistributedSampler without set_epoch)",
+    "one seed (seeds.init) drives the official code's initialisation, dropout and augmentation",
+    "training order: the same for every seed and every epoch (DistributedSampler's own seed 0, "
+    "no set_epoch)",
     "test set padded to a multiple of the process count; accuracy is the mean over processes",
     "no resume: an interrupted run starts again from step 0",
 ]

@@ -273,6 +273,23 @@ def test_run_ids_of_the_default_protocol_stay_those_of_its_example_report():
     assert not {r.run_id for r in plan(fused)} & recorded
 
 
+def test_the_weights_file_counts_by_its_content_not_its_place(tmp_path):
+    """Moving Google's .npz to another folder keeps the run ids (its path is not in them, its
+    SHA-256 is); a file with one byte changed gives other ids."""
+    from audit.plan import Fingerprints, run_id
+
+    spec = plan(load(Path(__file__).parents[2] / "protocols/default.toml"))[0].spec
+    first, moved, changed = tmp_path / "a" / "ViT-B_16.npz", tmp_path / "b" / "vit.npz", \
+        tmp_path / "c" / "ViT-B_16.npz"
+    for path in (first, moved, changed):
+        path.parent.mkdir()
+        path.write_bytes(b"\x93NUMPY weights" * 100)
+    changed.write_bytes(changed.read_bytes()[:-1] + b"!")
+    ids = [run_id(dataclasses.replace(spec, weights=str(path)), Fingerprints())
+           for path in (first, moved, changed)]
+    assert ids[0] == ids[1] != ids[2]
+
+
 def test_unknown_subset_names_are_refused(protocol, capsys):
     assert main(["plan", str(protocol), "--arms", "transfgg"]) == 2
     assert "--arms transfgg: not in" in capsys.readouterr().err
