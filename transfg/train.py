@@ -23,7 +23,9 @@ import math
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -212,77 +214,114 @@ class LoopClock:
         return {**self.spent, "other": total - sum(self.spent.values()), "total": total}
 
 
-def train(run_dir: Path) -> dict:
-    setup_started = time.monotonic()
+@dataclass
+class Session:
+    """One training process's run: its spec, data, transforms and engine, and where it starts."""
+    spec: RunSpec
+    engine: TrainingEngine
+    train_samples: list
+    test_samples: list
+    train_transform: Any
+    eval_transform: Any
+    first: int  # updates already done (a resumed run), 0 for a fresh one
+
+    @property
+    def lead(self) -> bool:
+        """With several processes, only the first writes files."""
+        return self.engine.rank == 0
+
+
+def set_up(run_dir: Path) -> Session:
+    """Read the spec and the data, build the engine, and resume from the checkpoint if any."""
     spec = read_spec(run_dir)
-    t = spec.train
     train_samples, test_samples = load_samples(spec)
     train_transform, eval_transform = make_transforms(dataset_spec(spec.dataset), spec.model,
-                                                      t.autoaugment)
+                                                      spec.train.autoaugment)
     engine = make_engine(spec, initial_state(spec))
-    lead = engine.rank == 0  # with several processes, only the first writes files
-    if lead:
+    session = Session(spec, engine, train_samples, test_samples, train_transform,
+                      eval_transform, first=0)
+    if session.lead:
         for stale in run_dir.rglob(".*.tmp"):  # left by a kill during an atomic write
             stale.unlink()
-    first = 0
     if (run_dir / CHECKPOINT).exists():
-        state, optimizer, first = read_resume_checkpoint(run_dir, spec)
+        state, optimizer, session.first = read_resume_checkpoint(run_dir, spec)
         engine.restore(state, optimizer)
-        log.info("resuming from update %d", first)
-    metrics = MetricsLog(run_dir / METRICS, first) if lead else None
-    progress = Progress(t.steps, first)
-    if lead:
-        write_status(run_dir, "running", first)
+        log.info("resuming from update %d", session.first)
+    return session
+
+
+def update_loop(session: Session, run_dir: Path, metrics: MetricsLog | None,
+                clock: LoopClock) -> None:
+    """Updates first+1 .. steps: schedule, data, update, metrics, evaluations, checkpoints."""
+    spec, engine, t = session.spec, session.engine, session.spec.train
+    progress = Progress(t.steps, session.first)
+    batches = update_batches(spec, engine, session.train_samples, session.train_transform,
+                             session.first)
+    for step in range(session.first + 1, t.steps + 1):
+        tick = time.monotonic()
+        lr = t.learning_rate * multiplier(step, t.warmup_steps, t.steps, t.decay)
+        engine.seed(derive_seed(spec.seeds.dropout, f"update {step}"))
+        with clock("data"):
+            micro_batches = next(batches)
+        with clock("update"):  # returns Python floats: the device has finished the update
+            parts = engine.train_step(micro_batches, lr)
+        if not math.isfinite(parts["loss"]):
+            raise Diverged(step, parts["loss"])
+        row = {"step": step, "lr": lr, **parts,
+               "images_per_s": spec.effective_batch / (time.monotonic() - tick),
+               "memory_mb": engine.memory_mb()}
+        if metrics is not None:  # the lead process
+            metrics.append(row)
+            progress(step, row)
+        if step % t.eval_every == 0 or step == t.steps:
+            with clock("evaluation"):
+                accuracy = evaluate(spec, engine, session.test_samples, session.eval_transform,
+                                    run_dir, step)
+            if session.lead:
+                log.info("update %d: test accuracy %.4f", step, accuracy)
+        if session.lead and (step % t.checkpoint_every == 0 or step == t.steps):
+            with clock("checkpoint"):
+                checkpoint(spec, engine, run_dir, step)
+                write_status(run_dir, "running", step)
+
+
+def summarise(session: Session, run_dir: Path, times: dict[str, Any]) -> dict:
+    """result.json's content, from the evaluation files and this session's metrics."""
+    evals = evaluations(run_dir, len(session.test_samples))
+    final = evals[-1]
+    best = max(evals, key=lambda r: (r["accuracy"], -r["step"]))
+    rows = [r for r in read_metrics(run_dir / METRICS) if r["step"] > session.first]
+    return {"final_accuracy": final["accuracy"], "final_step": final["step"],
+            "best_accuracy": best["accuracy"], "best_step": best["step"],
+            "correct": final["correct"], "test_images": final["total"],
+            "train_images": len(session.train_samples), "evaluations": evals,
+            "effective_batch": session.spec.effective_batch, "steps": session.spec.train.steps,
+            **times,
+            "images_per_s": float(np.median([r["images_per_s"] for r in rows])) if rows else None}
+
+
+def train(run_dir: Path) -> dict:
+    setup_started = time.monotonic()
+    session = set_up(run_dir)
+    metrics = MetricsLog(run_dir / METRICS, session.first) if session.lead else None
+    if session.lead:
+        write_status(run_dir, "running", session.first)
     started = time.monotonic()
     clock = LoopClock()
-    batches = update_batches(spec, engine, train_samples, train_transform, first)
     try:
-        for step in range(first + 1, t.steps + 1):
-            tick = time.monotonic()
-            lr = t.learning_rate * multiplier(step, t.warmup_steps, t.steps, t.decay)
-            engine.seed(derive_seed(spec.seeds.dropout, f"update {step}"))
-            with clock("data"):
-                micro_batches = next(batches)
-            with clock("update"):  # returns Python floats: the device has finished the update
-                parts = engine.train_step(micro_batches, lr)
-            if not math.isfinite(parts["loss"]):
-                raise Diverged(step, parts["loss"])
-            row = {"step": step, "lr": lr, **parts,
-                   "images_per_s": spec.effective_batch / (time.monotonic() - tick),
-                   "memory_mb": engine.memory_mb()}
-            if metrics is not None:  # the lead process
-                metrics.append(row)
-                progress(step, row)
-            if step % t.eval_every == 0 or step == t.steps:
-                with clock("evaluation"):
-                    accuracy = evaluate(spec, engine, test_samples, eval_transform, run_dir, step)
-                if lead:
-                    log.info("update %d: test accuracy %.4f", step, accuracy)
-            if lead and (step % t.checkpoint_every == 0 or step == t.steps):
-                with clock("checkpoint"):
-                    checkpoint(spec, engine, run_dir, step)
-                    write_status(run_dir, "running", step)
+        update_loop(session, run_dir, metrics, clock)
     finally:
         if metrics is not None:
             metrics.close()
-        engine.close()
-    if not lead:
+        session.engine.close()
+    if not session.lead:
         return {}
-    evals = evaluations(run_dir, len(test_samples))
-    final = evals[-1]
-    best = max(evals, key=lambda r: (r["accuracy"], -r["step"]))
-    rows = [r for r in read_metrics(run_dir / METRICS) if r["step"] > first]
-    result = {"final_accuracy": final["accuracy"], "final_step": final["step"],
-              "best_accuracy": best["accuracy"], "best_step": best["step"],
-              "correct": final["correct"], "test_images": final["total"],
-              "train_images": len(train_samples), "evaluations": evals,
-              "effective_batch": spec.effective_batch, "steps": t.steps,
-              "wall_seconds_this_session": time.monotonic() - started,
-              "setup_seconds_this_session": started - setup_started,
-              "loop_seconds_this_session": clock.breakdown(),
-              "images_per_s": float(np.median([r["images_per_s"] for r in rows])) if rows else None}
+    result = summarise(session, run_dir, {
+        "wall_seconds_this_session": time.monotonic() - started,
+        "setup_seconds_this_session": started - setup_started,
+        "loop_seconds_this_session": clock.breakdown()})
     write_json(run_dir / RESULT, result)
-    write_status(run_dir, "finished", t.steps)
+    write_status(run_dir, "finished", session.spec.train.steps)
     return result
 
 

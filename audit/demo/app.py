@@ -36,6 +36,28 @@ def _png_data_uri(image) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
+def register_errors(app: Flask, max_bytes: int) -> None:
+    """Every error as JSON with a message: 400 for bad input, 413 above the upload limit, the
+    HTTP error's own code, 500 (logged with its traceback) for anything else."""
+
+    @app.errorhandler(ExplainError)
+    def bad_input(error):
+        return jsonify({"error": str(error)}), 400
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(error):
+        return jsonify({"error": f"the upload is above the {max_bytes}-byte limit"}), 413
+
+    @app.errorhandler(HTTPException)
+    def http_error(error):
+        return jsonify({"error": error.description}), error.code
+
+    @app.errorhandler(Exception)
+    def unexpected(error):  # logged with its traceback by Flask; the page gets a message
+        app.logger.exception("explaining failed")
+        return jsonify({"error": f"internal error: {type(error).__name__}: {error}"}), 500
+
+
 def create_app(bundle: Bundle, samples: list | None = None, max_bytes: int = MAX_BYTES
                ) -> Flask:
     """samples: (path, label) of gallery images (the dataset's test split), or None."""
@@ -55,22 +77,7 @@ def create_app(bundle: Bundle, samples: list | None = None, max_bytes: int = MAX
             body["label"] = bundle.class_names[label] if bundle.class_names else str(label)
         return jsonify(body)
 
-    @app.errorhandler(ExplainError)
-    def bad_input(error):
-        return jsonify({"error": str(error)}), 400
-
-    @app.errorhandler(RequestEntityTooLarge)
-    def too_large(error):
-        return jsonify({"error": f"the upload is above the {max_bytes}-byte limit"}), 413
-
-    @app.errorhandler(HTTPException)
-    def http_error(error):
-        return jsonify({"error": error.description}), error.code
-
-    @app.errorhandler(Exception)
-    def unexpected(error):  # logged with its traceback by Flask; the page gets a message
-        app.logger.exception("explaining failed")
-        return jsonify({"error": f"internal error: {type(error).__name__}: {error}"}), 500
+    register_errors(app, max_bytes)
 
     @app.get("/")
     def index():
