@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from transfg.config import ModelConfig
 from transfg.data.readers import DATASETS, dataset_spec
 from transfg.data.transforms import EvalTransform, center_offsets
 from transfg.run_files import SPEC
+from transfg.scores import softmax_top
 from transfg.weights import load_checkpoint
 
 MAX_PIXELS = 40_000_000  # refuse larger images from their header, before decoding
@@ -57,7 +58,6 @@ class Explanation:
     heatmap: np.ndarray  # (rows, cols) CLS rollout over the patches, max 1
     size: tuple[int, int]  # original (width, height)
     crop_box: tuple[float, float, float, float]
-    extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"top5": self.top5, "boxes": [list(map(float, b)) for b in self.boxes],
@@ -168,13 +168,11 @@ def explain(bundle: Bundle, image: Image.Image) -> Explanation:
     x = torch.from_numpy(bundle.transform(image)[None])
     with torch.no_grad():  # per thread: the demo serves each request on its own thread
         logits, out = bundle.model(x)
-    logits = logits.double().numpy()[0]
-    probs = np.exp(logits - logits.max())
-    probs /= probs.sum()
-    order = np.argsort(-probs, kind="stable")[:5]
-    top5 = [{"class": int(c), "score": float(probs[c]),
+    classes, scores = softmax_top(logits.double().numpy())
+    top5 = [{"class": int(c), "score": float(p),
              "name": bundle.class_names[c] if bundle.class_names and c < len(
-                 bundle.class_names) else f"class {int(c)}"} for c in order]
+                 bundle.class_names) else f"class {int(c)}"}
+            for c, p in zip(classes[0], scores[0], strict=True)]
     attn = [w.numpy() for w in out["attn_weights"]]
     heads = rollout(attn)[0]  # (H, T-1)
     if "part_inx" in out:

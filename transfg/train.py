@@ -51,6 +51,7 @@ from transfg.run_files import (
     write_status,
 )
 from transfg.schedule import multiplier
+from transfg.scores import softmax_top
 from transfg.spec import RunSpec, derive_seed, read_spec
 from transfg.weights import (
     init_state,
@@ -116,12 +117,9 @@ def evaluate(spec: RunSpec, engine: TrainingEngine, samples, transform, run_dir:
     view = EvalView(samples, transform, rank=engine.rank, world=engine.world)
     for images, batch_labels, batch_indices in engine.loader(view, spec.train.eval_batch_size,
                                                              drop_last=False):
-        logits = engine.predict(images).astype(np.float64)
-        probs = np.exp(logits - logits.max(1, keepdims=True))
-        probs /= probs.sum(1, keepdims=True)
-        top = np.argsort(-probs, axis=1, kind="stable")[:, :5]
+        top, top_scores = softmax_top(engine.predict(images))
         classes.append(top)
-        scores.append(np.take_along_axis(probs, top, 1).astype(np.float32))
+        scores.append(top_scores.astype(np.float32))
         labels.append(np.asarray(batch_labels).astype(np.int64))
         indices.append(np.asarray(batch_indices).astype(np.int64))
     k = min(5, spec.model.num_classes)  # (a process may get no test image at all)
@@ -362,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("failed: %s", error)
         print(f"run failed: {error}", file=sys.stderr)
         return 1
-    except Exception as error:  # recorded as the run's failure, then re-raised for the log
+    except Exception as error:  # recorded as the run's failure, its traceback in the log
         message = f"{type(error).__name__}: {error}"
         if "out of memory" in str(error).lower():
             spec = read_spec(run_dir)
