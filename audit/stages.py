@@ -37,7 +37,7 @@ from transfg.run_files import RunFileError, load_object, read_provenance, write_
 
 RECORD = ".sequential"
 FIXED_SEEDS = 5  # the fixed design the report compares with: 5 seeds per group
-TERMINAL = ("done", "failed", "diverged")  # a stage's run that will not change by waiting
+TERMINAL = ("done", "failed", "diverged", "unavailable")  # will not change by waiting
 
 Group = tuple[str, str]  # (arm, framework)
 
@@ -165,14 +165,15 @@ def prefix(table: pd.DataFrame, counts: dict[Group, int], labels: list[str]) -> 
 
 
 def progress(protocol: Protocol, rows: list, table: pd.DataFrame, design: Design, *,
-             seed: int = 0, cap: int | None = None,
-             decide: Callable | None = None) -> Progress:
+             seed: int = 0, cap: int | None = None, decide: Callable | None = None,
+             retry: set[str] = frozenset()) -> Progress:
     """The stages done so far, each look's verdicts, and the runs the next stage needs, from
     the matrix rows (`runner.matrix` with the design's seeds) and their results table.
 
     `cap`: no stage beyond this many seeds (a lower cap than the design's horizon, from
     --max-seeds; the looks' boundaries stay the design's). `decide(table) -> verdicts` replaces
-    the design's decision (the simulation tests pass the naive fixed-sample one).
+    the design's decision (the simulation tests pass the naive fixed-sample one). `retry`: failed
+    or diverged runs to count as pending (--retry-failed).
     """
     decide = decide or (lambda view: verdict.decide(protocol, view, seed, design=design))
     labels = seed_labels(protocol, design.max_seeds)
@@ -189,7 +190,8 @@ def progress(protocol: Protocol, rows: list, table: pd.DataFrame, design: Design
             result.stop = "cap"
             return result
         wanted = [by_group.get(g, {}).get(label) for g in active for label in labels[:seeds]]
-        pending = [r for r in wanted if r is not None and r.state not in TERMINAL]
+        pending = [r for r in wanted if r is not None and (r.state not in TERMINAL
+                                                           or r.run.run_id in retry)]
         if pending:
             result.pending, result.stage, result.groups = pending, number, active
             return result
@@ -303,3 +305,142 @@ def describe(prog: Progress, out=None) -> None:
         verdicts = ", ".join(f"{v.claim.id} {v.verdict}" for v in look.verdicts)
         print(f"stage {look.stage} ({look.seeds} seeds per group, {len(look.extended)} groups "
               f"extended): {verdicts}", file=out)
+
+
+# ------------------------------------------------------------------------------------ runner
+
+def _queued(store: Store, record: dict | None, pending: list) -> set[str]:
+    """The pending runs whose Slurm job, submitted by an earlier `--no-wait` stage, may still
+    run (pending or running in Slurm, or Slurm could not be asked): not submitted again."""
+    jobs = (record or {}).get("submitted") or {}
+    wanted = {r.run.run_id: str(jobs[r.run.run_id]["job"]) for r in pending
+              if r.run.run_id in jobs and jobs[r.run.run_id].get("cluster") == "slurm"}
+    if not wanted:
+        return set()
+    from audit.executors.slurm import ENDED, job_states
+
+    states = job_states(sorted(set(wanted.values())))
+    return {run_id for run_id, job in wanted.items()
+            if states.get(job) not in ENDED | {"GONE"}}
+
+
+def until_decided(store: Store, protocol: Protocol, inputs, *, max_seeds: int | None = None,
+                  budget_hours: float | None = None, executor: str = "local",
+                  jobs: int | None = None, retry_failed: bool = False,
+                  keep_corrupt: bool = False, slurm: dict | None = None, wait: bool = True,
+                  seed: int = 0, out=None) -> int:
+    """`audit run PROTOCOL --until-decided`: stage after stage until every claim is decided,
+    the design's last stage (or `max_seeds`) has run, or the next stage would take the
+    device-hours spent on the protocol's runs beyond `budget_hours`. Exit status as `audit
+    run`'s (1 when a run of a stage failed), 2 for a design that contradicts the store's."""
+    from audit import runner
+    from audit.results import collect
+
+    out = out or sys.stderr
+    record = read_record(store, protocol)
+    cap = None
+    if record is not None:
+        design = Design.from_dict(record["design"])
+        if max_seeds is not None and max_seeds > design.max_seeds:
+            print(f"error: --max-seeds {max_seeds}: the store's design for {protocol.name} "
+                  f"({record_path(store, protocol)}, written at its first stage) goes up to "
+                  f"{design.max_seeds} seeds; its boundaries depend on that horizon, so it "
+                  "cannot grow after the first look (a lower --max-seeds stops earlier; a new "
+                  "design needs another --store)", file=out)
+            return 2
+        if max_seeds is not None and max_seeds < design.max_seeds:
+            cap = max_seeds
+        declared = design_for(protocol, max_seeds if max_seeds == design.max_seeds else None)
+        if protocol.sequential and declared != design:
+            print(f"note: the protocol now declares {declared.text()}; the store's runs were "
+                  f"looked at under {design.text()}, which stays", file=out)
+    else:
+        design = design_for(protocol, max_seeds)
+    print(f"{protocol.name}: group-sequential design: {design.text()}"
+          + (f", stopping at {cap} seeds (--max-seeds)" if cap else "")
+          + (f"; budget {budget_hours:g} device-hours" if budget_hours is not None else ""),
+          file=out)
+    seeds = {protocol.name: design.max_seeds}
+    status, told, tried = 0, 0, set()
+    while True:
+        rows = runner.matrix(store, [protocol], inputs, max_seeds=seeds)
+        unavailable = {r.run.missing for r in rows if r.state == "unavailable"}
+        if unavailable:
+            for reason in sorted(unavailable):
+                print(f"unavailable: {reason}", file=out)
+            return 2
+        retry = {r.run.run_id for r in rows if r.state in ("failed", "diverged")} - tried \
+            if retry_failed else set()  # failed runs are retried once per call
+        table = collect(rows)
+        prog = progress(protocol, rows, table, design, seed=seed, cap=cap, retry=retry)
+        for look in prog.looks[told:]:
+            verdicts = ", ".join(f"{v.claim.id} {v.verdict}" for v in look.verdicts)
+            print(f"look after stage {look.stage} ({look.seeds} seeds per group; "
+                  f"{len(look.extended)} group{'s' if len(look.extended) != 1 else ''} "
+                  f"extended): {verdicts}", file=out)
+        told = len(prog.looks)
+        if not prog.pending:
+            why = {"decided": "every claim is decided",
+                   "last stage": f"the design's last stage ({design.max_seeds} seeds) has run",
+                   "cap": f"--max-seeds {cap} reached"}[prog.stop]
+            used = sum(1 for r in rows if r.state == "done")
+            print(f"stopped: {why}; {used} runs done (a fixed design of "
+                  f"{len(needed_groups(protocol))} groups x {FIXED_SEEDS} seeds has "
+                  f"{len(needed_groups(protocol)) * FIXED_SEEDS}); `audit report` shows the "
+                  "stages", file=out)
+            bad = [r for r in rows if r.state in runner.BAD_STATES]
+            return max(status, 1 if bad else 0)
+        if record is None:
+            write_record(store, protocol, design)
+            record = read_record(store, protocol)
+        queued = _queued(store, record, prog.pending)
+        running = [r for r in prog.pending if r.state == "running" or r.run.run_id in queued]
+        runnable = [r for r in prog.pending if r not in running]
+        if not runnable:
+            print(f"stage {prog.stage} ({design.stages[prog.stage - 1]} seeds per group): "
+                  f"{len(running)} runs still running or queued; run `audit run "
+                  "--until-decided` again when they have finished (`audit status` follows "
+                  "them)", file=out)
+            return status
+        if budget_hours is not None:
+            spent = compute_seconds(store, [r.run.run_id for r in rows if r.state == "done"])
+            estimate = per_run_seconds(rows, spent)
+            costs = [estimate(r) for r in runnable]
+            total = sum(spent.values())
+            if any(c is None for c in costs):
+                print(f"stage {prog.stage}: no cost estimate yet for "
+                      f"{sum(c is None for c in costs)} of its runs (no finished run of their "
+                      f"group); spent so far {hours(total)}", file=out)
+            else:
+                after = total + sum(costs)
+                if after > budget_hours * 3600:
+                    print(f"stopped: stage {prog.stage} ({len(runnable)} runs, about "
+                          f"{hours(sum(costs))}) would take the spent {hours(total)} to "
+                          f"{hours(after)}, beyond the budget of {budget_hours:g}; "
+                          "`audit report` shows where the claims stand", file=out)
+                    return status
+        if all(r.run.run_id in tried for r in runnable):
+            print(f"stopped: stage {prog.stage}: " + "; ".join(
+                f"{r.run.label} is {r.state}" for r in runnable) + " after this call ran it",
+                file=out)
+            return max(status, 1)
+        groups = ", ".join(f"{a} / {f}" for a, f in prog.groups)
+        print(f"stage {prog.stage}: {len(runnable)} runs, {design.stages[prog.stage - 1]} seeds "
+              f"per group for {groups}", file=out)
+        tried |= {r.run.run_id for r in runnable}
+        submitted: list = []
+        code = runner.run(store, [protocol], inputs, rows=runnable, executor=executor,
+                          jobs=jobs, retry_failed=retry_failed, keep_corrupt=keep_corrupt,
+                          slurm=slurm, wait=wait, out=out, max_seeds=seeds,
+                          submitted=submitted)
+        if code == 2:
+            return 2
+        status = max(status, code)
+        if not wait:
+            cluster = "slurm" if executor == "slurm" else "local"
+            write_record(store, protocol, design, submitted={
+                item["run_id"]: {"job": str(job.job_id), "cluster": cluster}
+                for item, job in submitted})
+            print(f"stage {prog.stage} submitted; run `audit run --until-decided` again when "
+                  "its jobs have finished to look and go on", file=out)
+            return status

@@ -1,0 +1,219 @@
+"""`audit run --until-decided` end to end (real training runs, PyTorch on the CPU) and `audit plan
+--calibrate`: stages from the seed rule with the fixed design's run ids, seeds added only to
+the groups of undecided claims, the state derived from the store (a budget stops it after a
+stage, a later call goes on; `--no-wait` through submitit's local executor submits one stage
+and a later call continues), the design recorded in the store and refused when it would grow,
+and the report's stages. Each runs a few dozen short runs: marked slow."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from audit.plan import Inputs, plan
+from audit.protocol import load
+from audit.store import Store
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT = ROOT / "protocols" / "default.toml"
+
+# A value claim any run meets (a tolerance of 60 points: decided at the first look, 3 seeds)
+# and a comparison at a margin no smoke run decides (TransFG better than ViT by 50 points:
+# still undecided after the first look, so its groups get the next stage).
+PROTOCOL = """\
+version = 1
+name = "until-decided-test"
+title = "Until decided"
+frameworks = ["torch"]
+seeds = [0, 1, 2]
+
+[paper]
+title = "TransFG"
+
+[data]
+dataset = "digits"
+root = "bundled"
+
+[model]
+preset = "tiny"
+
+[train]
+steps = 12
+warmup_steps = 2
+eval_every = 12
+checkpoint_every = 12
+eval_batch_size = 64
+workers = 0
+
+[arms.transfg]
+[arms.vit]
+model = { variant = "vit", contrastive = false }
+
+[smoke]
+steps = 12
+train = 64
+test = 64
+
+[sequential]
+spending = "pocock"
+first = 3
+step = 2
+max_seeds = 5
+
+[[published]]
+id = "paper"
+value = 50.0
+setting = "paper"
+arm = "transfg"
+source = { kind = "paper", citation = "test" }
+
+[[claims]]
+id = "loose-value"
+kind = "value"
+text = "TransFG reaches 50% within 60 points."
+arm = "transfg"
+paper = 50.0
+tolerance = 60.0
+source = "paper"
+
+[[claims]]
+id = "psm-helps"
+kind = "comparison"
+text = "TransFG beats ViT by 50 points."
+better = "transfg"
+worse = "vit"
+margin = 50.0
+"""
+
+
+def audit(*args, timeout=1800):
+    return subprocess.run([sys.executable, "-m", "audit.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def protocol(tmp_path):
+    path = tmp_path / "until-decided.toml"
+    path.write_text(PROTOCOL)
+    return path
+
+
+def done_runs(store: Path) -> dict[str, str]:
+    """run id -> label ('arm / framework / seed s') of every finished run."""
+    s = Store(store)
+    out = {}
+    for run_id in s.run_ids():
+        if s.state(run_id) == "done":
+            notes = json.loads((store / run_id / "spec.json").read_text())["notes"]
+            out[run_id] = f"{notes['arm']} / seed {notes['seed']['seed']}"
+    return out
+
+
+@pytest.mark.slow
+def test_stages_stop_where_claims_are_decided_and_go_on_from_the_store(protocol, tmp_path):
+    store = tmp_path / "runs"
+    # a budget below the first stage's measured cost: stage 1 runs (no estimate before it),
+    # stage 2 would exceed the budget, so the call stops after the first look
+    first = audit("run", protocol, "--smoke", "--until-decided", "--budget", "0.00001",
+                  "--store", store)
+    assert first.returncode == 0, first.stderr
+    assert "stage 1: 6 runs, 3 seeds per group for transfg / torch, vit / torch" in first.stderr
+    assert "look after stage 1 (3 seeds per group" in first.stderr
+    assert "loose-value reproduced" in first.stderr and "psm-helps inconclusive" in first.stderr
+    assert "beyond the budget" in first.stderr
+    runs = done_runs(store)
+    assert sorted(runs.values()) == sorted(f"{a} / seed {s}" for a in ("transfg", "vit")
+                                           for s in range(3))
+    record = json.loads((store / ".sequential" / "until-decided-test.json").read_text())
+    assert record["design"] == {"spending": "pocock", "stages": [3, 5], "alpha": 0.05,
+                                "max_seeds": 5}
+    # a later call derives the looks from the store and runs stage 2 for the comparison's
+    # groups only; seeds 3 and 4 continue the seed list [0, 1, 2]
+    second = audit("run", protocol, "--smoke", "--until-decided", "--store", store)
+    assert second.returncode == 0, second.stderr
+    assert "stage 2: 4 runs, 5 seeds per group for transfg / torch, vit / torch" in second.stderr
+    assert "the design's last stage (5 seeds) has run" in second.stderr
+    runs = done_runs(store)
+    assert len(runs) == 10
+    # the same runs, with the same ids, as a fixed design of 5 seeds
+    fixed = {r.run_id for r in plan(load(protocol), Inputs(smoke=True), max_seeds=5)}
+    assert set(runs) == fixed
+    # nothing left: a third call runs nothing; the design cannot grow after the first look
+    third = audit("run", protocol, "--smoke", "--until-decided", "--store", store)
+    assert third.returncode == 0 and "stage " not in third.stderr.replace("after stage", "")
+    grow = audit("run", protocol, "--smoke", "--until-decided", "--max-seeds", "8",
+                 "--store", store)
+    assert grow.returncode == 2 and "cannot grow after the first look" in grow.stderr
+    # the report: the design, each claim's stages, when it was decided and the fixed design
+    out = tmp_path / "report"
+    report = audit("report", protocol, "--smoke", "--store", store, "--format", "html,json",
+                   "-o", out)
+    assert report.returncode == 0, report.stderr
+    data = json.loads((out / "until-decided-test.json").read_text())
+    section = data["sections"][0]
+    assert section["sequential"]["design"]["spending"] == "pocock"
+    claims = {c["id"]: c for c in section["claims"]}
+    loose = claims["loose-value"]["stages"]
+    assert loose["decided_at_stage"] == 1 and len(loose["looks"]) == 2
+    assert loose["looks"][0]["verdict"] == "reproduced"
+    assert loose["figures"]["runs"] == 3 and loose["figures"]["fixed_runs"] == 5
+    html = (out / "until-decided-test.html").read_text()
+    assert "Decided at stage 1 of 2" in html and "Seeds in stages" in html
+    assert "looked at after 3, 5 seeds" in html or "looked at after 3 seeds" in html
+
+
+@pytest.mark.slow
+def test_no_wait_submits_one_stage_and_a_later_call_continues(protocol, tmp_path):
+    store = tmp_path / "runs"
+    first = audit("run", protocol, "--smoke", "--until-decided", "--executor",
+                  "submitit-local", "--no-wait", "--store", store)
+    assert first.returncode == 0, first.stderr
+    assert first.stderr.count("submitted job") == 6 and "stage 1 submitted" in first.stderr
+    deadline = time.monotonic() + 1200
+    while len(done_runs(store)) < 6 and time.monotonic() < deadline:
+        time.sleep(2)
+    assert len(done_runs(store)) == 6
+    time.sleep(2)  # the jobs' processes end after their runs' results are written
+    second = audit("run", protocol, "--smoke", "--until-decided", "--executor",
+                   "submitit-local", "--no-wait", "--store", store)
+    assert second.returncode == 0, second.stderr
+    assert "look after stage 1" in second.stderr
+    assert second.stderr.count("submitted job") == 4 and "stage 2 submitted" in second.stderr
+
+
+@pytest.mark.slow
+def test_the_default_protocol_until_decided_stops_adding_seeds_to_decided_claims(tmp_path):
+    # the acceptance: the default protocol (smoke size, both frameworks), at most 8 seeds
+    store, out = tmp_path / "runs", tmp_path / "report"
+    started = time.monotonic()
+    run = audit("run", DEFAULT, "--smoke", "--until-decided", "--max-seeds", "8", "--store",
+                store, timeout=3600)
+    assert run.returncode == 0, run.stderr
+    seconds = time.monotonic() - started
+    report = audit("report", DEFAULT, "--smoke", "--store", store, "--format", "json,html",
+                   "-o", out)
+    assert report.returncode == 0, report.stderr
+    section = json.loads((out / "default.json").read_text())["sections"][0]
+    print(f"default protocol --until-decided --max-seeds 8: {seconds:.0f} s, "
+          f"{section['sequential']['runs']} runs; "
+          + "; ".join(f"{c['id']}: {c['verdict']} at stage {c['stages']['decided_at_stage']}"
+                      for c in section["claims"]))
+    for claim in section["claims"]:
+        stages = claim["stages"]
+        decided = stages["decided_at_stage"]
+        if decided is None:
+            continue
+        # after the look that decided it, its groups grew only for other claims: it was not
+        # what added them; and a claim decided at the first look used 3 seeds per group
+        looks = stages["looks"]
+        assert looks[decided - 1]["verdict"] == claim["verdict"]
+    groups = {}
+    for run_id, label in done_runs(store).items():
+        groups.setdefault(label.split(" / ")[0], 0)
+    assert section["sequential"]["runs"] <= 32
+    assert "Seeds in stages" in (out / "default.html").read_text()
