@@ -350,7 +350,11 @@ def matrix_command(args: argparse.Namespace) -> int:
             return calibrate.plan_command(store, protocols, inputs, subset,
                                           image_size=args.image_size, steps=args.steps)
         if args.command in ("plan", "status"):
-            rows = runner.matrix(store, protocols, inputs, **subset)
+            from audit import stages
+
+            designs = {p.name: stages.recorded_design(store, p) for p in protocols}
+            rows = runner.matrix(store, protocols, inputs, **subset, max_seeds={
+                name: d.max_seeds for name, d in designs.items() if d})
             if args.json if args.command == "status" else False:
                 print(json.dumps([{"protocol": r.run.protocol, "arm": r.run.arm,
                                    "framework": r.run.framework, "seed": r.run.seed,

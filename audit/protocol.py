@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import itertools
 import tomllib
 import typing
 from dataclasses import dataclass
@@ -220,7 +221,7 @@ SPENDING = ("obrien-fleming", "pocock")  # audit.sequential.SPENDING
 
 def _stages(v):
     ok = isinstance(v, list) and v and all(_is_int(x) and x >= 2 for x in v) and \
-        all(b > a for a, b in zip(v, v[1:], strict=False))
+        all(b > a for a, b in itertools.pairwise(v))
     return None if ok else "an increasing list of seed counts, the first at least 2"
 
 

@@ -125,7 +125,7 @@ def print_plan(rows: list[Row], protocols: list[Protocol], out=None) -> None:
                      "(from the images/s that finished runs measured on their machines)")
         if unknown:
             line += (f"; no estimate for {unknown} (no finished run of that framework and "
-                     "model yet: `audit run --smoke` measures one)")
+                     "model yet: `audit plan --calibrate` times them on this machine)")
         print(line, file=out)
     unavailable = {r.run.missing for r in rows if r.state == "unavailable"}
     for reason in sorted(unavailable):

@@ -55,6 +55,7 @@ References
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -89,8 +90,8 @@ class Design:
     def __post_init__(self):
         if self.spending not in SPENDING:
             raise ValueError(f"spending {self.spending!r}; allowed: {', '.join(SPENDING)}")
-        if not self.stages or any(b <= a for a, b in zip(self.stages, self.stages[1:],
-                                                          strict=False)) or self.stages[0] < 2:
+        if not self.stages or any(b <= a for a, b in itertools.pairwise(self.stages)) or \
+                self.stages[0] < 2:
             raise ValueError(f"stages {list(self.stages)}: increasing numbers of seeds, the "
                              "first at least 2")
 
@@ -109,7 +110,7 @@ class Design:
                 kept.append(max_seeds)
             return cls(spending, tuple(kept))
         first = min(first, max_seeds)
-        return cls(spending, tuple(range(first, max_seeds, step)) + (max_seeds,)
+        return cls(spending, (*range(first, max_seeds, step), max_seeds)
                    if first < max_seeds else (max_seeds,))
 
     def to_dict(self) -> dict:
@@ -189,7 +190,7 @@ def boundary_curve(design: Design, looks: tuple[int, ...], pivotal: bool = True)
             if j > 0:
                 alive &= q[:, j - 1] > bound
             expected = increments[j, g] * SIMULATIONS
-            count = int(math.floor(expected - GUARD * math.sqrt(expected)))
+            count = math.floor(expected - GUARD * math.sqrt(expected))
             survivors = q[alive, j]
             if count <= 0:
                 bound = 0.0

@@ -364,7 +364,8 @@ def build(protocols: list[Protocol], store: Store, inputs: Inputs, seed: int = 0
         variance_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
         states, corrupt = {}, []
         for row in rows:
-            if row.run.protocol == protocol.name:
+            # in stages, a missing run is one no stage has needed (yet): not counted
+            if row.run.protocol == protocol.name and not (design and row.state == "missing"):
                 states[row.state] = states.get(row.state, 0) + 1
                 if row.state == "corrupt":
                     corrupt.append({"label": row.run.label, "problem": row.problem})
@@ -408,6 +409,8 @@ def build(protocols: list[Protocol], store: Store, inputs: Inputs, seed: int = 0
                         "(wall time x devices, from provenance.json)."
                         if seeds_total else "No runs yet: only published figures are shown.")},
         "rerun": [f"audit run {' '.join(p.path.as_posix() for p in protocols)}"
+                  + (" --until-decided" if len(protocols) == 1 and designs[protocols[0].name]
+                     else "")
                   + (" --data-root DATA" if any(p.data_root is None for p in protocols) else "")
                   + (" --weights ViT-B_16.npz" if any(p.weights for p in protocols) else ""),
                   f"audit report {' '.join(p.path.as_posix() for p in protocols)} "

@@ -140,8 +140,8 @@ def rows_of(groups, seeds: int):
 class Studies:
     """Simulated studies decided stage by stage, as `audit run --until-decided` does."""
 
-    def __init__(self, claims, groups, frameworks=("torch",), design=Design("obrien-fleming",
-                                                                              LOOKS)):
+    def __init__(self, claims, groups, frameworks=("torch",), design=None):
+        design = design or Design("obrien-fleming", LOOKS)
         self.protocol = make_protocol(claims, frameworks=frameworks, seeds=design.max_seeds)
         self.design = design
         self.rows = rows_of(groups, design.max_seeds)

@@ -212,8 +212,5 @@ def test_the_default_protocol_until_decided_stops_adding_seeds_to_decided_claims
         # what added them; and a claim decided at the first look used 3 seeds per group
         looks = stages["looks"]
         assert looks[decided - 1]["verdict"] == claim["verdict"]
-    groups = {}
-    for run_id, label in done_runs(store).items():
-        groups.setdefault(label.split(" / ")[0], 0)
     assert section["sequential"]["runs"] <= 32
     assert "Seeds in stages" in (out / "default.html").read_text()
