@@ -319,7 +319,17 @@ def plan_command(store, protocols, inputs, subset: dict, *, image_size: int | No
         lines.append((row, seconds, how))
         totals.setdefault(row.run.protocol, {}).setdefault(row.run.arm, []).append(seconds)
     print_costs(lines, protocols, out)
+    for reason in sorted({r.run.missing for r in rows if r.state == "unavailable"}):
+        print(f"unavailable (priced all the same; `audit run` needs it): {reason}", file=out)
     return 0
+
+
+def hours_text(seconds: float) -> str:
+    """Device-hours, readable at any size: 12,345 / 12.3 / 0.0123."""
+    hours = seconds / 3600
+    if hours >= 100:
+        return f"{hours:,.0f}"
+    return f"{hours:.1f}" if hours >= 1 else f"{hours:.3g}"
 
 
 def print_costs(lines, protocols, out) -> None:
@@ -327,7 +337,7 @@ def print_costs(lines, protocols, out) -> None:
     body = []
     for row, seconds, how in lines:
         body.append([row.run.arm, row.run.framework, row.run.seed_label, row.state,
-                     "-" if seconds is None else f"{seconds / 3600:.4g}", how])
+                     "-" if seconds is None else hours_text(seconds), how])
     widths = [max(len(str(x)) for x in column) for column in zip(header, *body, strict=True)]
     for line in [header, *body]:
         print("  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)).rstrip(),
@@ -346,10 +356,10 @@ def print_costs(lines, protocols, out) -> None:
             total += sum(known)
             todo += sum(s for r, s, _ in items if s is not None and r.state != "done")
             missing = len(items) - len(known)
-            print(f"  {arm}: {hours:.4g} ({len(known)} runs"
+            print(f"  {arm}: {hours_text(hours * 3600)} ({len(known)} runs"
                   + (f"; {missing} without a figure" if missing else "") + ")", file=out)
-        print(f"{protocol.name}: total {total / 3600:.4g} device-hours, "
-              f"{todo / 3600:.4g} of them for runs not done yet ("
+        print(f"{protocol.name}: total {hours_text(total)} device-hours, "
+              f"{hours_text(todo)} of them for runs not done yet ("
               + " and ".join(sorted(kinds)) + " figures; compute only: training updates and "
               "evaluations, without data loading, start-up, checkpoints or communication "
               "between devices)", file=out)
