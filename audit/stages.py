@@ -350,7 +350,7 @@ def until_decided(store: Store, protocol: Protocol, inputs, *, max_seeds: int | 
             return 2
         if max_seeds is not None and max_seeds < design.max_seeds:
             cap = max_seeds
-        declared = design_for(protocol, max_seeds if max_seeds == design.max_seeds else None)
+        declared = design_for(protocol, design.max_seeds)
         if protocol.sequential and declared != design:
             print(f"note: the protocol now declares {declared.text()}; the store's runs were "
                   f"looked at under {design.text()}, which stays", file=out)
@@ -405,7 +405,8 @@ def until_decided(store: Store, protocol: Protocol, inputs, *, max_seeds: int | 
         if budget_hours is not None:
             spent = compute_seconds(store, [r.run.run_id for r in rows if r.state == "done"])
             estimate = per_run_seconds(rows, spent)
-            costs = [estimate(r) for r in runnable]
+            distinct = {r.run.run_id: r for r in runnable}  # two arms may share a run
+            costs = [estimate(r) for r in distinct.values()]
             total = sum(spent.values())
             if any(c is None for c in costs):
                 print(f"stage {prog.stage}: no cost estimate yet for "
@@ -414,7 +415,7 @@ def until_decided(store: Store, protocol: Protocol, inputs, *, max_seeds: int | 
             else:
                 after = total + sum(costs)
                 if after > budget_hours * 3600:
-                    print(f"stopped: stage {prog.stage} ({len(runnable)} runs, about "
+                    print(f"stopped: stage {prog.stage} ({len(distinct)} runs, about "
                           f"{hours(sum(costs))}) would take the spent {hours(total)} to "
                           f"{hours(after)}, beyond the budget of {budget_hours:g}; "
                           "`audit report` shows where the claims stand", file=out)
@@ -425,7 +426,8 @@ def until_decided(store: Store, protocol: Protocol, inputs, *, max_seeds: int | 
                 file=out)
             return max(status, 1)
         groups = ", ".join(f"{a} / {f}" for a, f in prog.groups)
-        print(f"stage {prog.stage}: {len(runnable)} runs, {design.stages[prog.stage - 1]} seeds "
+        distinct = len({r.run.run_id for r in runnable})  # two arms may share a run
+        print(f"stage {prog.stage}: {distinct} runs, {design.stages[prog.stage - 1]} seeds "
               f"per group for {groups}", file=out)
         tried |= {r.run.run_id for r in runnable}
         submitted: list = []
