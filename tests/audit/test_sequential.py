@@ -191,7 +191,7 @@ def test_a_value_claim_on_the_edge_decided_after_every_stage_errs_at_most_five_p
     studies = Studies(VALUE, [("transfg", "torch")])
     values = np.random.default_rng(201).normal(TARGET - TOLERANCE, SD, size=(1000, 8))
     corrected, naive = assert_corrected_and_naive(studies, values)
-    # measured (seed 201): corrected 4.9% / 5.0%, naive 10.5% / 11.1%
+    # measured (seed 201): corrected 5.2% / 4.3%, naive 11.3% / 9.8%
     assert corrected[verdict.REPRODUCED] + corrected[verdict.NOT_REPRODUCED] < \
         0.6 * (naive[verdict.REPRODUCED] + naive[verdict.NOT_REPRODUCED])
 
@@ -251,6 +251,7 @@ def test_a_decided_claim_stays_decided_as_looks_are_added():
 
 @pytest.mark.slow
 def test_a_paired_comparison_on_its_margin_errs_at_most_five_percent():
+    # measured (seed 205): corrected 3.9% / 5.1%, naive 9.4% / 11.3%
     claims = [{"id": "better", "kind": "comparison", "better": "transfg", "worse": "vit",
                "margin": 0.5}]
     studies = Studies(claims, [("transfg", "torch"), ("vit", "torch")])
@@ -262,6 +263,8 @@ def test_a_paired_comparison_on_its_margin_errs_at_most_five_percent():
 
 @pytest.mark.slow
 def test_a_paired_equivalence_on_its_margin_errs_at_most_five_percent_with_pocock():
+    # measured (seed 206): corrected 5.8% / 4.7% (within simulation error: SE 0.5 points),
+    # naive 11.5% / 11.6%
     claims = [{"id": "agree", "kind": "equivalence", "arm": "transfg", "margin": 1.0,
                "frameworks": ["torch", "jittor"]}]
     studies = Studies(claims, [("transfg", "torch"), ("transfg", "jittor")],
@@ -275,8 +278,9 @@ def test_a_paired_equivalence_on_its_margin_errs_at_most_five_percent_with_pococ
 @pytest.mark.slow
 def test_a_welch_equivalence_on_its_margin_is_wrongly_decided_at_most_five_percent():
     # torch against the official code (unpaired: Welch with Hsu's degrees of freedom, the
-    # union bound over looks); Hsu's test is conservative already, so the naive repeated test
-    # exceeds 5% only for `reproduced`
+    # union bound over looks). Measured (seed 207): corrected 3.8% / 3.0%, naive 9.1% / 6.0%
+    # (Hsu's test is conservative already: the naive `not reproduced` is not significantly
+    # above 5% at 2000 studies, its `reproduced` is)
     claims = [{"id": "official", "kind": "equivalence", "arm": "transfg", "margin": 1.0,
                "frameworks": ["torch", "official"]}]
     studies = Studies(claims, [("transfg", "torch"), ("transfg", "official")],
@@ -284,9 +288,10 @@ def test_a_welch_equivalence_on_its_margin_is_wrongly_decided_at_most_five_perce
     rng = np.random.default_rng(207)
     torch = rng.normal(TARGET + TOLERANCE, SD, size=(2000, 8))
     official = rng.normal(TARGET, SD, size=(2000, 8))
-    corrected = rates(studies.run(np.concatenate([torch, official], axis=1), naive=False))
-    for kind in (verdict.REPRODUCED, verdict.NOT_REPRODUCED):
-        assert at_most_five_percent(corrected[kind], 2000), corrected
+    corrected, naive = assert_corrected_and_naive(
+        studies, np.concatenate([torch, official], axis=1), kinds=(verdict.REPRODUCED,))
+    assert at_most_five_percent(corrected[verdict.NOT_REPRODUCED], 2000), corrected
+    assert corrected[verdict.NOT_REPRODUCED] < naive[verdict.NOT_REPRODUCED]
 
 
 # --------------------------------------------------------------------- protocol and seeds
