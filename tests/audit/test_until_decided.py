@@ -211,15 +211,22 @@ def test_the_default_protocol_until_decided_stops_adding_seeds_to_decided_claims
           f"{section['sequential']['runs']} runs; "
           + "; ".join(f"{c['id']}: {c['verdict']} at stage {c['stages']['decided_at_stage']}"
                       for c in section["claims"]))
-    for claim in section["claims"]:
-        stages = claim["stages"]
-        decided = stages["decided_at_stage"]
-        if decided is None:
-            continue
-        # after the look that decided it, its groups grew only for other claims: it was not
-        # what added them; and a claim decided at the first look used 3 seeds per group
-        looks = stages["looks"]
-        assert looks[decided - 1]["verdict"] == claim["verdict"]
+    # every claim has its stages; a group got seeds at a look only when a claim that reads it
+    # was still undecided at the look before
+    claims = section["claims"]
+    looks = [c["stages"]["figures"]["looks"] for c in claims]
+    assert all(len(ls) == section["sequential"]["looks"] for ls in looks)
+    for i in range(1, len(looks[0])):
+        grown = {g for ls in looks for g, n in ls[i]["seeds"].items()
+                 if n > ls[i - 1]["seeds"][g]}
+        undecided = {g for ls in looks if ls[i - 1]["verdict"] == "inconclusive"
+                     for g in ls[i - 1]["seeds"]}
+        assert grown <= undecided, (i, grown, undecided)
+    for claim in claims:
+        decided = claim["stages"]["decided_at_stage"]
+        if decided is not None:
+            assert claim["stages"]["looks"][decided - 1]["verdict"] != "inconclusive"
+            assert f"Decided at stage {decided} of" in claim["stages"]["summary"]
     assert section["sequential"]["runs"] <= 32
     assert "Seeds in stages" in (out / "default.html").read_text()
 
