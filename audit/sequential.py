@@ -104,11 +104,9 @@ class Design:
              first: int = FIRST_STAGE, step: int = STAGE_STEP,
              stages: Sequence[int] | None = None) -> Design:
         """From explicit stages (capped at max_seeds when given) or from first, step, max."""
-        if stages:
-            kept = [s for s in stages if s <= max_seeds] if max_seeds else list(stages)
-            if max_seeds and (not kept or kept[-1] != max_seeds) and max_seeds < stages[-1]:
-                kept.append(max_seeds)
-            return cls(spending, tuple(kept))
+        if stages:  # the declared stages up to max_seeds, which is the last
+            kept = [s for s in stages if s < max_seeds] if max_seeds else list(stages)
+            return cls(spending, tuple(kept) + ((max_seeds,) if max_seeds else ()))
         first = min(first, max_seeds)
         return cls(spending, (*range(first, max_seeds, step), max_seeds)
                    if first < max_seeds else (max_seeds,))

@@ -122,6 +122,8 @@ def test_a_design_is_made_from_first_step_and_max_or_from_stages():
     assert Design.make("obrien-fleming", 5).stages == (3, 5)
     assert Design.make("obrien-fleming", 2).stages == (2,)
     assert Design.make("obrien-fleming", 6, stages=[3, 5, 8]).stages == (3, 5, 6)
+    assert Design.make("obrien-fleming", 8, stages=[3, 5]).stages == (3, 5, 8)
+    assert Design.make("obrien-fleming", 8, stages=[3, 5, 8]).stages == (3, 5, 8)
     assert Design.make("obrien-fleming", 8).looks(6) == [3, 5, 6]
     with pytest.raises(ValueError):
         Design("obrien-fleming", (3, 3))
@@ -292,6 +294,22 @@ def test_a_welch_equivalence_on_its_margin_is_wrongly_decided_at_most_five_perce
         studies, np.concatenate([torch, official], axis=1), kinds=(verdict.REPRODUCED,))
     assert at_most_five_percent(corrected[verdict.NOT_REPRODUCED], 2000), corrected
     assert corrected[verdict.NOT_REPRODUCED] < naive[verdict.NOT_REPRODUCED]
+
+
+@pytest.mark.slow
+def test_five_value_claims_on_the_edge_in_stages_keep_the_familywise_rate_with_holm():
+    # Holm over the claims at every look, on repeated p-values: at most 5% of reports call any
+    # of 5 claims on the edge reproduced (or not reproduced); each claim's groups stop when it
+    # is decided
+    claims = [{"id": f"c{i}", "kind": "value", "arm": f"a{i}", "paper": 100 * TARGET,
+               "tolerance": 100 * TOLERANCE} for i in range(5)]
+    studies = Studies(claims, [(f"a{i}", "torch") for i in range(5)])
+    edge = TARGET + TOLERANCE * np.where(np.arange(5) % 2, 1.0, -1.0)
+    values = np.random.default_rng(208).normal(np.repeat(edge, 8), SD, size=(1000, 40))
+    reports = studies.run(values, naive=False)
+    for kind in (verdict.REPRODUCED, verdict.NOT_REPRODUCED):
+        wrong = sum(any(v.verdict == kind for v in p.looks[-1].verdicts) for p in reports)
+        assert at_most_five_percent(wrong, 1000), (kind, wrong)
 
 
 # --------------------------------------------------------------------- protocol and seeds
