@@ -36,6 +36,17 @@ def build_parser() -> argparse.ArgumentParser:
     plan = commands.add_parser("plan", help="the run matrix of protocols: which runs are done, "
                                             "running, failed or missing, and the compute left")
     add_matrix_options(plan)
+    plan.add_argument("--calibrate", action="store_true",
+                      help="time a few training steps and one evaluation batch per distinct "
+                           "model, framework, precision and image size (each in its own "
+                           "process, cached in the store) and show device-hours per run, arm "
+                           "and in total")
+    plan.add_argument("--image-size", type=int, metavar="PX",
+                      help="--calibrate at this image size instead of the protocol's (figures "
+                           "for the protocol's size are then extrapolated by FLOPs)")
+    plan.add_argument("--steps", type=int, default=None, metavar="N",
+                      help="--calibrate: timed training steps per configuration (default 3, "
+                           "after one warm-up step)")
 
     run = commands.add_parser("run", help="run what is missing, resume what was interrupted, "
                                           "skip what is done")
@@ -59,6 +70,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--gpus", type=int, help="slurm: GPUs per job (default: the protocol's "
                                               "devices per run)")
     run.add_argument("--no-wait", action="store_true", help="slurm: submit and return")
+    run.add_argument("--until-decided", action="store_true",
+                     help="seeds in stages (the protocol's [sequential] design): a first stage "
+                          "for every group a claim needs, then more seeds only where a claim is "
+                          "still inconclusive, until all are decided, the last stage or the "
+                          "budget")
+    run.add_argument("--max-seeds", type=int, metavar="N",
+                     help="--until-decided: at most N seeds per group (the design's horizon "
+                          "at the first stage)")
+    run.add_argument("--budget", type=float, metavar="HOURS",
+                     help="--until-decided: no stage that would take the device-hours spent on "
+                          "the protocol's runs beyond HOURS")
 
     status = commands.add_parser("status", help="a table of the runs in the store (of the "
                                                 "given protocols, or all) and their metrics")
@@ -319,8 +341,20 @@ def matrix_command(args: argparse.Namespace) -> int:
             else:
                 runner.print_store_status(rows)
             return 1 if any(r["state"] == "corrupt" for r in rows) else 0
+        if args.command == "plan" and (args.calibrate or args.image_size or args.steps):
+            from audit import calibrate
+
+            if not args.calibrate:
+                print("error: --image-size and --steps go with --calibrate", file=sys.stderr)
+                return 2
+            return calibrate.plan_command(store, protocols, inputs, subset,
+                                          image_size=args.image_size, steps=args.steps)
         if args.command in ("plan", "status"):
-            rows = runner.matrix(store, protocols, inputs, **subset)
+            from audit import stages
+
+            designs = {p.name: stages.recorded_design(store, p) for p in protocols}
+            rows = runner.matrix(store, protocols, inputs, **subset, max_seeds={
+                name: d.max_seeds for name, d in designs.items() if d})
             if args.json if args.command == "status" else False:
                 print(json.dumps([{"protocol": r.run.protocol, "arm": r.run.arm,
                                    "framework": r.run.framework, "seed": r.run.seed,
@@ -333,6 +367,8 @@ def matrix_command(args: argparse.Namespace) -> int:
             return 1 if any(r.state == "corrupt" for r in rows) else 0
         slurm = {"partition": args.partition, "time_minutes": args.time,
                  "account": args.account, "cpus": args.cpus, "gpus": args.gpus}
+        if args.until_decided or args.max_seeds is not None or args.budget is not None:
+            return until_decided(args, store, protocols, inputs, slurm)
         return runner.run(store, protocols, inputs, **subset, executor=args.executor,
                           jobs=args.jobs, retry_failed=args.retry_failed,
                           keep_corrupt=args.keep_corrupt, slurm=slurm,
@@ -340,6 +376,34 @@ def matrix_command(args: argparse.Namespace) -> int:
     except (PlanError, DatasetError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+
+
+def until_decided(args, store, protocols, inputs, slurm) -> int:
+    from audit import stages
+
+    if not args.until_decided:
+        print("error: --max-seeds and --budget go with --until-decided", file=sys.stderr)
+        return 2
+    if len(protocols) != 1:
+        print("error: --until-decided takes one protocol (its claims decide its stages)",
+              file=sys.stderr)
+        return 2
+    if any(getattr(args, k) for k in ("arms", "frameworks", "seeds")):
+        print("error: --until-decided chooses the arms, frameworks and seeds itself (the groups "
+              "of the claims still undecided); leave out --arms, --frameworks and --seeds",
+              file=sys.stderr)
+        return 2
+    if args.max_seeds is not None and args.max_seeds < 2:
+        print("error: --max-seeds: at least 2 (a t-test needs 2 seeds)", file=sys.stderr)
+        return 2
+    if args.budget is not None and not args.budget > 0:
+        print("error: --budget: a number of device-hours > 0", file=sys.stderr)
+        return 2
+    return stages.until_decided(store, protocols[0], inputs, max_seeds=args.max_seeds,
+                                budget_hours=args.budget, executor=args.executor,
+                                jobs=args.jobs, retry_failed=args.retry_failed,
+                                keep_corrupt=args.keep_corrupt, slurm=slurm,
+                                wait=not args.no_wait)
 
 
 def data_check(args: argparse.Namespace) -> int:

@@ -85,8 +85,26 @@ def _as_dict(config) -> dict:
     return dataclasses.asdict(config)
 
 
-def seed_grid(protocol: Protocol, only: list[int] | None = None) -> list[dict[str, int]]:
-    axes = protocol.seeds
+def extended_seeds(protocol: Protocol, count: int) -> dict[str, tuple[int, ...]]:
+    """The seed rule continued to `count` seeds (sequential stages beyond the protocol's list):
+    one list of seeds goes on with the integers after its largest; a grid of separate axes is
+    not extended (its first `count` combinations are taken, in grid order)."""
+    axes = dict(protocol.seeds)
+    if "seed" in axes and len(axes["seed"]) < count:
+        seeds = list(axes["seed"])
+        nxt = max(seeds) + 1
+        while len(seeds) < count:
+            seeds.append(nxt)
+            nxt += 1
+        axes["seed"] = tuple(seeds)
+    return axes
+
+
+def seed_grid(protocol: Protocol, only: list[int] | None = None,
+              count: int | None = None) -> list[dict[str, int]]:
+    """The seeds of the matrix in the seed rule's order; with `count`, the first `count` of the
+    rule continued beyond the protocol's list (`extended_seeds`)."""
+    axes = protocol.seeds if count is None else extended_seeds(protocol, count)
     if only is not None:
         values = {v for values in axes.values() for v in values}
         unknown = sorted(set(only) - values)
@@ -95,8 +113,9 @@ def seed_grid(protocol: Protocol, only: list[int] | None = None) -> list[dict[st
                             f"{sorted(values)}")
         axes = {axis: tuple(v for v in values if v in only) for axis, values in axes.items()}
     names = list(axes)
-    return [dict(zip(names, combo, strict=True))
+    grid = [dict(zip(names, combo, strict=True))
             for combo in itertools.product(*(axes[n] for n in names))]
+    return grid if count is None else grid[:count]
 
 
 @dataclass
@@ -179,8 +198,11 @@ def smoke_train(train: TrainConfig, protocol: Protocol) -> TrainConfig:
 
 def plan(protocol: Protocol, inputs: Inputs = Inputs(), arms: list[str] | None = None,
          frameworks: list[str] | None = None, seeds: list[int] | None = None,
-         fingerprints: Fingerprints = FINGERPRINTS) -> list[PlannedRun]:
-    """Every run of the protocol (optionally a subset), in arm, framework, seed order."""
+         fingerprints: Fingerprints = FINGERPRINTS, max_seeds: int | None = None
+         ) -> list[PlannedRun]:
+    """Every run of the protocol (optionally a subset), in arm, framework, seed order; with
+    `max_seeds`, the first max_seeds seeds of its seed rule (a sequential design's horizon),
+    which may go beyond its list."""
     for option, chosen, allowed in (("--arms", arms, list(protocol.arms)),
                                     ("--frameworks", frameworks, list(protocol.frameworks))):
         unknown = sorted(set(chosen or []) - set(allowed))
@@ -198,7 +220,7 @@ def plan(protocol: Protocol, inputs: Inputs = Inputs(), arms: list[str] | None =
         for framework in protocol.frameworks:
             if frameworks and framework not in frameworks:
                 continue
-            for seed in seed_grid(protocol, seeds):
+            for seed in seed_grid(protocol, seeds, max_seeds):
                 missing = None
                 if root is None:
                     missing = f"needs --data-root (a folder holding {protocol.dataset})"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import itertools
 import tomllib
 import typing
 from dataclasses import dataclass
@@ -120,6 +121,9 @@ class Protocol:
     # the seed-to-seed SD (points) to plan with before 2 seeds of a group have finished; None:
     # the pooled spread of the protocol's other groups, or the audit's default (audit.verdict)
     seed_sd: float | None = None
+    # `audit run --until-decided`: the group-sequential design (audit/sequential.py): spending,
+    # and stages (cumulative seeds per group) or first, step and max_seeds; None: the defaults
+    sequential: dict[str, Any] | None = None
 
     @property
     def seed_axes(self) -> tuple[str, ...]:
@@ -200,6 +204,7 @@ TOP = {
     "claims": (_any, False),
     "published": (_any, False),
     "smoke": (_table, False),
+    "sequential": (_table, False),
 }
 PAPER = {"title": (_string, True), "authors": (_string_list, False), "venue": (_string, False),
          "year": (_positive_int, False), "url": (_string, False), "citation": (_string, False)}
@@ -212,6 +217,22 @@ PUBLISHED = {"id": (_string, True), "value": (_percent, True), "source": (_table
              "setting": (_string, True), "arm": (_string, False),
              "reading": (_one_of(PUBLISHED_READINGS), False),
              "test_images": (_positive_int, False), "framework": (_string, False)}
+SPENDING = ("obrien-fleming", "pocock")  # audit.sequential.SPENDING
+
+
+def _stages(v):
+    ok = isinstance(v, list) and v and all(_is_int(x) and x >= 2 for x in v) and \
+        all(b > a for a, b in itertools.pairwise(v))
+    return None if ok else "an increasing list of seed counts, the first at least 2"
+
+
+def _at_least_two(v):
+    return None if _is_int(v) and v >= 2 else "an integer >= 2"
+
+
+SEQUENTIAL = {"spending": (_one_of(SPENDING), False), "stages": (_stages, False),
+              "first": (_at_least_two, False), "step": (_positive_int, False),
+              "max_seeds": (_at_least_two, False)}
 SMOKE = {"steps": (_positive_int, False), "train": (_positive_int, False),
          "test": (_positive_int, False)}
 CLAIM_COMMON = {"id": (_string, True), "kind": (_one_of(CLAIM_KINDS), True),
@@ -540,6 +561,17 @@ def parse(data: dict, file: str, path: Path | None = None) -> Protocol:
     published = _parse_published(errors, top.get("published"), arms)
     claims = _parse_claims(errors, top.get("claims"), arms, frameworks, published)
     smoke = Smoke(**check_table(errors, "smoke", top.get("smoke", {}), SMOKE))
+    sequential = None
+    if "sequential" in top:
+        sequential = check_table(errors, "sequential", top["sequential"], SEQUENTIAL)
+        stages, most = sequential.get("stages"), sequential.get("max_seeds")
+        if stages and most is not None and stages[-1] != most:
+            errors.add("sequential.max_seeds", f"{most} differs from the last stage "
+                       f"{stages[-1]}; give one of them (the last stage is the most seeds)")
+        if stages and ("first" in sequential or "step" in sequential):
+            errors.add("sequential.stages", "give either stages or first and step, not both")
+        if "first" in sequential and most is not None and sequential["first"] > most:
+            errors.add("sequential.first", f"{sequential['first']} is above max_seeds {most}")
     if errors.items:
         raise ProtocolError(errors.items)
     return Protocol(path=path or Path(file), name=top["name"], title=top["title"], paper=paper,
@@ -547,7 +579,8 @@ def parse(data: dict, file: str, path: Path | None = None) -> Protocol:
                     weights=data_table.get("weights"), arms=arms, frameworks=frameworks,
                     seeds=seeds, reading=top.get("reading", "final"), claims=claims,
                     published=published, smoke=smoke, devices=top.get("devices", 1),
-                    description=top.get("description", ""), seed_sd=top.get("seed_sd"))
+                    description=top.get("description", ""), seed_sd=top.get("seed_sd"),
+                    sequential=sequential)
 
 
 def load(path: str | Path) -> Protocol:

@@ -23,9 +23,13 @@ class Row:
 
 
 def matrix(store: Store, protocols: list[Protocol], inputs: Inputs, arms=None, frameworks=None,
-           seeds=None) -> list[Row]:
+           seeds=None, max_seeds: dict[str, int] | None = None) -> list[Row]:
+    """The matrix of runs and their states; `max_seeds` (protocol name -> seeds): the first
+    that many seeds of those protocols' seed rules (a sequential design's horizon)."""
+    max_seeds = max_seeds or {}
     planned = [run for protocol in protocols
-               for run in plan(protocol, inputs, arms, frameworks, seeds)]
+               for run in plan(protocol, inputs, arms, frameworks, seeds,
+                               max_seeds=max_seeds.get(protocol.name))]
     known = set(store.run_ids())
     summaries = store.summaries([r.run_id for r in planned if r.run_id in known])
     rows = []
@@ -122,7 +126,7 @@ def print_plan(rows: list[Row], protocols: list[Protocol], out=None) -> None:
                      "(from the images/s that finished runs measured on their machines)")
         if unknown:
             line += (f"; no estimate for {unknown} (no finished run of that framework and "
-                     "model yet: `audit run --smoke` measures one)")
+                     "model yet: `audit plan --calibrate` times them on this machine)")
         print(line, file=out)
     unavailable = {r.run.missing for r in rows if r.state == "unavailable"}
     for reason in sorted(unavailable):
@@ -162,13 +166,20 @@ def work_items(rows: list[Row], retry_failed: bool, keep_corrupt: bool = False) 
 
 def run(store: Store, protocols: list[Protocol], inputs: Inputs, *, arms=None, frameworks=None,
         seeds=None, executor: str = "local", jobs: int | None = None, retry_failed=False,
-        keep_corrupt=False, slurm: dict | None = None, wait: bool = True, out=None) -> int:
+        keep_corrupt=False, slurm: dict | None = None, wait: bool = True, out=None,
+        rows: list[Row] | None = None, max_seeds: dict[str, int] | None = None,
+        submitted: list | None = None) -> int:
     """Run what the matrix still needs; exit status 1 when, at the end, any of its runs is
-    failed, diverged, corrupt or interrupted (now or from an earlier `audit run`)."""
+    failed, diverged, corrupt or interrupted (now or from an earlier `audit run`).
+
+    `rows`: only these rows of the matrix (a sequential stage, `audit.stages`); `max_seeds`:
+    the matrix's seeds per protocol (`matrix`); `submitted`: filled with the (item, job) pairs
+    submitted to Slurm."""
     out = out or sys.stderr
     from audit.executors.progress import Reporter
 
-    rows = matrix(store, protocols, inputs, arms, frameworks, seeds)
+    if rows is None:
+        rows = matrix(store, protocols, inputs, arms, frameworks, seeds, max_seeds)
     for row in rows:
         if row.state == "done" and row.notes:
             inspection = store.inspect(row.run.run_id)
@@ -219,6 +230,8 @@ def run(store: Store, protocols: list[Protocol], inputs: Inputs, *, arms=None, f
             submit_error, jobs_submitted = error, error.jobs
         for item, job in jobs_submitted:
             print(f"submitted job {job.job_id}: {item['label']} ({item['run_id']})", file=out)
+        if submitted is not None:
+            submitted.extend(jobs_submitted)
         if submit_error is not None:
             print(f"error: {submit_error}; {len(items) - len(jobs_submitted)} runs not "
                   "submitted", file=out)
@@ -235,7 +248,7 @@ def run(store: Store, protocols: list[Protocol], inputs: Inputs, *, arms=None, f
     else:
         raise ValueError(f"executor {executor!r}; allowed: local, slurm, submitit-local")
     status = finish(store, protocols, inputs, outcomes, started, out,
-                    arms=arms, frameworks=frameworks, seeds=seeds)
+                    arms=arms, frameworks=frameworks, seeds=seeds, max_seeds=max_seeds)
     return 2 if submit_error else status
 
 

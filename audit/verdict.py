@@ -79,6 +79,7 @@ References
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import math
 import warnings
@@ -91,7 +92,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from audit import stats
+from audit import sequential, stats
 from audit.protocol import Claim, Protocol
 from transfg.run_files import RunFileError
 
@@ -106,6 +107,9 @@ POWER = 0.8  # seeds needed: the runs at which the deciding test has this power
 # points TOST needs the 4-5 seeds docs/statistics.md ("Seeds needed") plans with.
 DEFAULT_SEED_SD = 0.003
 SPREAD_BOUND = 0.8  # a measured spread's upper bound: its one-sided 80% chi-square interval
+# The group-sequential design `decide` applies (audit/sequential.py), or None: a fixed design.
+_DESIGN: contextvars.ContextVar[sequential.Design | None] = contextvars.ContextVar(
+    "sequential_design", default=None)
 ZERO_SPREAD = ("no spread was measured: the seed may vary nothing (e.g. it does not reach the "
                "training), so the runs are one result repeated, and no verdict rests on zero "
                "spread")
@@ -194,7 +198,10 @@ class Runs:
         for i, key in enumerate(zip(self._column("arm"), self._column("framework"),
                                     strict=True)):
             rows.setdefault(key, []).append(i)
-        self._rows = {key: np.array(sorted(found, key=lambda i: seeds[i]))
+        order: dict[Any, tuple] = {}  # the seed rule's order: "seed 10" after "seed 9"
+        for label in set(seeds.tolist()):
+            order[label] = sequential.natural_key(label)
+        self._rows = {key: np.array(sorted(found, key=lambda i: order[seeds[i]]))
                       for key, found in rows.items()}
 
     @classmethod
@@ -407,6 +414,21 @@ def value_part(values, target: float, delta: float, *, tests: int = 1,
              "prediction": prediction.to_dict(), "paper_in_prediction": prediction.contains(target),
              "expected_best_of_5": best, "warnings": evidence}
     over = f"mean {pct(mean)} over {n} seeds"
+    design = _DESIGN.get()
+    if design is not None:
+        looks = design.looks(n)
+
+        def test(null, alternative):
+            return lambda j: stats.t_test(values[:looks[j]], null, alternative)
+
+        seq = sequential.sequential_p(
+            design, looks, [test(target - delta, "greater"), test(target + delta, "less")],
+            [test(target + delta, "greater"), test(target - delta, "less")])
+        decided = _sequential_verdict(
+            part, seq, over, f"inside {band}", f"{side} {pct(target)} beyond the tolerance "
+            f"{100 * delta:.2f}")
+        return part | decided | (_no_plan() if decided["verdict"] != INCONCLUSIVE else _plan(
+            _equivalence_needed(delta, difference, alpha_not), _observed(values, prior), n))
     if tost.equivalent:
         return part | {"verdict": REPRODUCED, "more_seeds": None,
                        "why": f"{over}, 90% interval {interval_text(tost.ci, pct)} inside {band} "
@@ -426,6 +448,38 @@ def value_part(values, target: float, delta: float, *, tests: int = 1,
                                                                ci_not, pct)
                    } | _plan(_equivalence_needed(delta, difference, alpha_not),
                              _observed(values, prior), n)
+
+
+def _sequential_verdict(part: dict, seq: dict, over: str, claim: str, opposite: str) -> dict:
+    """A part's verdict under the group-sequential design: its repeated p-values (smallest over
+    its looks) replace the fixed-sample ones (kept as `fixed_p_value`, `fixed_p_not`); the
+    sentence names the looks and both p's. The statistics' own warnings at earlier looks (a
+    prefix with zero spread) are not evidence about the data as a whole and are not kept."""
+    design = _DESIGN.get()
+    alpha_not = part["alpha_not"]
+    final = tuple(seq["looks"])
+    record = {"looks": seq["looks"], "history": seq["history"], "design": design.to_dict(),
+              "pivotal": "Welch" not in part.get("test", ""),
+              "boundary": sequential.nominal_boundary(design, final, ALPHA,
+                                                      "Welch" not in part.get("test", "")),
+              "boundary_not": sequential.nominal_boundary(design, final, alpha_not,
+                                                          "Welch" not in part.get("test", ""))}
+    fixed = {"fixed_p_value": part["p_value"], "fixed_p_not": part["p_not"]}
+    part |= fixed | {"p_value": seq["p_value"], "p_not": seq["p_not"], "sequential": record}
+    head = (f"{over}, looked at after {', '.join(map(str, final))} seeds "
+            f"({design.spending} spending)")
+    if seq["p_value"] < ALPHA:
+        return {"verdict": REPRODUCED,
+                "why": f"{head}: {claim} (sequential p = {seq['p_value']:.3g} < 0.05; "
+                       f"fixed-sample p = {fixed['fixed_p_value']:.3g})"}
+    if seq["p_not"] < alpha_not:
+        return {"verdict": NOT_REPRODUCED,
+                "why": f"{head}: {opposite} (sequential p = {seq['p_not']:.3g} < "
+                       f"{alpha_not:.3g}; fixed-sample p = {fixed['fixed_p_not']:.3g})"}
+    return {"verdict": INCONCLUSIVE,
+            "why": f"{head}: neither {claim} (sequential p = {seq['p_value']:.3g}, fixed-sample "
+                   f"{fixed['fixed_p_value']:.3g}) nor {opposite} (sequential p = "
+                   f"{seq['p_not']:.3g}) at the design's boundaries"}
 
 
 def _outside_uncorrected(ci90: stats.Interval, centre: float, delta: float, tests: int,
@@ -526,6 +580,19 @@ def comparison_part(a, b, margin: float, rng: np.random.Generator, *, tests: int
     part |= {"sd": sd, "ci90": ci90.to_dict(), "ci_not": ci_not.to_dict(), "p_value": p,
              "p_not": p_not, "probability_of_improvement": improvement.to_dict(),
              "warnings": evidence}
+    design = _DESIGN.get()
+    if design is not None:
+        looks = design.looks(n)
+
+        def test(alternative):
+            return lambda j: stats.t_test(diff[:looks[j]], margin, alternative)
+
+        decided = _sequential_verdict(part, sequential.sequential_p(
+            design, looks, [test("greater")], [test("less")]), f"difference {pts(mean)} over "
+            f"{n} seed pairs", f"above the margin {100 * margin:.2f}",
+            f"below the margin {100 * margin:.2f}")
+        return part | decided | (_no_plan() if decided["verdict"] != INCONCLUSIVE else _plan(
+            needed, Spread(sd, "observed", float(n - 1)), n))
     return part | _comparison_verdict(part, f"over {n} seed pairs", ci90, ci_not, tests) | (
         _plan(needed, Spread(sd, "observed", float(n - 1)), n)
         if part["p_value"] >= ALPHA and p_not >= alpha_not else _no_plan())
@@ -597,7 +664,19 @@ def welch_comparison_part(a, b, margin: float, rng: np.random.Generator, *, test
     part |= {"sd_a": sd_a, "sd_b": sd_b, "ci90": ci90.to_dict(), "ci_not": ci_not.to_dict(),
              "p_value": p, "p_not": p_not, "probability_of_improvement": improvement.to_dict(),
              "warnings": evidence}
-    decided = _comparison_verdict(part, over, ci90, ci_not, tests)
+    design = _DESIGN.get()
+    if design is not None:
+        looks = design.looks(max(len(a), len(b)))
+
+        def test(alternative):
+            return lambda j: stats.welch_test(a[:looks[j]], b[:looks[j]], margin, alternative)
+
+        decided = _sequential_verdict(part, sequential.sequential_p(
+            design, looks, [test("greater")], [test("less")], pivotal=False),
+            f"difference {pts(mean)} {over}", f"above the margin {100 * margin:.2f}",
+            f"below the margin {100 * margin:.2f}")
+    else:
+        decided = _comparison_verdict(part, over, ci90, ci_not, tests)
     if decided["verdict"] != INCONCLUSIVE:
         return part | decided | _no_plan()
     varying, other = _welch_spreads(a, b, prior)
@@ -609,7 +688,9 @@ def paired_by_seed(a: pd.Series, b: pd.Series) -> tuple[list, np.ndarray, np.nda
     """The seeds two groups share, in order, and each group's values on them."""
     seeds, in_a, in_b = np.intersect1d(a.index.to_numpy(), b.index.to_numpy(),
                                        return_indices=True)
-    return seeds.tolist(), a.to_numpy()[in_a], b.to_numpy()[in_b]
+    order = sorted(range(len(seeds)), key=lambda i: sequential.natural_key(seeds[i]))
+    in_a, in_b = in_a[order], in_b[order]
+    return seeds[order].tolist(), a.to_numpy()[in_a], b.to_numpy()[in_b]
 
 
 def two_group_comparison(a: pd.Series, b: pd.Series, margin: float, rng, *, tests: int,
@@ -730,6 +811,20 @@ def paired_equivalence_part(a, b, delta: float, *, tests: int = 1,
              "tost_p": tost.p_value, "p_value": _p(tost.p_value), "p_not": p_not,
              "warnings": evidence}
     over = f"paired by seed, mean difference {pts(mean)} over {n} seeds"
+    design = _DESIGN.get()
+    if design is not None:
+        looks = design.looks(n)
+
+        def test(null, alternative):
+            return lambda j: stats.t_test(diff[:looks[j]], null, alternative)
+
+        decided = _sequential_verdict(part, sequential.sequential_p(
+            design, looks, [test(-delta, "greater"), test(delta, "less")],
+            [test(delta, "greater"), test(-delta, "less")]), over,
+            f"inside +-{100 * delta:.2f}", f"beyond the margin {100 * delta:.2f}")
+        return part | decided | (_no_plan() if decided["verdict"] != INCONCLUSIVE else _plan(
+            _equivalence_needed(delta, mean, alpha_not), Spread(sd, "observed", float(n - 1)),
+            n))
     return part | _equivalence_verdict(part, over, tost.ci, ci_not, side, tests) | (
         _plan(_equivalence_needed(delta, mean, alpha_not), Spread(sd, "observed", float(n - 1)),
               n) if part["p_value"] >= ALPHA and p_not >= alpha_not else _no_plan())
@@ -812,7 +907,19 @@ def welch_equivalence_part(a, b, delta: float, names: tuple[str, str], *, tests:
              "tost_p": tost.p_value, "p_value": _p(tost.p_value), "p_not": p_not,
              "warnings": evidence}
     over = f"{why}, mean difference {pts(mean)} between {runs}"
-    decided = _equivalence_verdict(part, over, tost.ci, ci_not, side, tests)
+    design = _DESIGN.get()
+    if design is not None:
+        looks = design.looks(max(n_a, n_b))
+
+        def test(null, alternative):
+            return lambda j: stats.welch_test(a[:looks[j]], b[:looks[j]], null, alternative)
+
+        decided = _sequential_verdict(part, sequential.sequential_p(
+            design, looks, [test(-delta, "greater"), test(delta, "less")],
+            [test(delta, "greater"), test(-delta, "less")], pivotal=False), over,
+            f"inside +-{100 * delta:.2f}", f"beyond the margin {100 * delta:.2f}")
+    else:
+        decided = _equivalence_verdict(part, over, tost.ci, ci_not, side, tests)
     if decided["verdict"] != INCONCLUSIVE:
         return part | decided | _no_plan()
     # the same number of runs per framework is assumed: `needed` runs of each, so the framework
@@ -948,7 +1055,8 @@ def decide_claim(claim: Claim, protocol: Protocol, runs: Runs,
 
 
 def decide(protocol: Protocol, table: pd.DataFrame, rng: np.random.Generator | int,
-           correct_of: Callable | None = None, *, holm: bool = True) -> list[Verdict]:
+           correct_of: Callable | None = None, *, holm: bool = True,
+           design: sequential.Design | None = None) -> list[Verdict]:
     """Every claim of the protocol, then (with `holm`) Holm over them. A report over several
     protocols passes holm=False and calls `holm_over` once on all of their verdicts.
 
@@ -961,12 +1069,18 @@ def decide(protocol: Protocol, table: pd.DataFrame, rng: np.random.Generator | i
         table = table if mine.all() else table[mine]
     runs = Runs(table)
     verdicts = []
-    for index, claim in enumerate(protocol.claims):
-        # only comparisons and rankings draw (bootstraps); a generator costs 0.1 ms to make
-        rng = claim_rng(seed, index) if claim.kind in ("comparison", "ranking") else None
-        verdict = decide_claim(claim, protocol, runs, rng, correct_of)
-        verdict.numbers["random_stream"] = [seed, index]
-        verdicts.append(verdict)
+    token = _DESIGN.set(design)
+    try:
+        for index, claim in enumerate(protocol.claims):
+            # only comparisons and rankings draw (bootstraps); a generator costs 0.1 ms to make
+            rng = claim_rng(seed, index) if claim.kind in ("comparison", "ranking") else None
+            verdict = decide_claim(claim, protocol, runs, rng, correct_of)
+            verdict.numbers["random_stream"] = [seed, index]
+            if design is not None:
+                verdict.numbers["sequential"] = design.to_dict()
+            verdicts.append(verdict)
+    finally:
+        _DESIGN.reset(token)
     return holm_over(verdicts) if holm else verdicts
 
 

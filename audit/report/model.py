@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from audit import stats, verdict
+from audit import stages, stats, verdict
 from audit.plan import Inputs
 from audit.protocol import Protocol
 from audit.report import charts
@@ -331,17 +331,23 @@ def build(protocols: list[Protocol], store: Store, inputs: Inputs, seed: int = 0
     `seed` is the bootstrap seed, recorded in the JSON: claim i of a protocol draws from
     SeedSequence([seed, i]) (`verdict.decide`), the variance shares of the j-th protocol from
     SeedSequence(seed, spawn_key=(j,)). Holm's correction runs once over all protocols' claims."""
-    rows = matrix(store, protocols, inputs)
+    designs = {p.name: stages.recorded_design(store, p) for p in protocols}
+    rows = matrix(store, protocols, inputs,
+                  max_seeds={name: d.max_seeds for name, d in designs.items() if d})
     table = collect(rows)
     if correct_of is None:
         correct_of = stored_correct(store, table)
-    decided = [verdict.decide(protocol, table, seed, correct_of, holm=False)
+    decided = [verdict.decide(protocol, table, seed, correct_of, holm=False,
+                              design=designs[protocol.name])
                for protocol in protocols]
     all_verdicts = verdict.holm_over([v for verdicts in decided for v in verdicts])
     sections, summary = [], []
     for index, (protocol, verdicts) in enumerate(zip(protocols, decided, strict=True)):
         published = published_rows(protocol)
         arms = arm_summaries(protocol, table)
+        design = designs[protocol.name]
+        sequence = sequential_section(protocol, design, rows, table, store, seed) \
+            if design else None
         claims = []
         for v in verdicts:
             claims.append({"id": v.claim.id, "kind": v.claim.kind, "text": v.claim.text,
@@ -351,13 +357,15 @@ def build(protocols: list[Protocol], store: Store, inputs: Inputs, seed: int = 0
                            "more_seeds": v.more_seeds, "p_value": f"{v.p_value:.3g}",
                            "p_holm": f"{v.numbers['p_holm']:.3g}",
                            "p_not": f"{v.p_not_reproduced:.3g}",
-                           "p_not_holm": f"{v.numbers['p_not_reproduced_holm']:.3g}"})
+                           "p_not_holm": f"{v.numbers['p_not_reproduced_holm']:.3g}",
+                           "stages": sequence["claims"].get(v.claim.id) if sequence else None})
             summary.append({"protocol": protocol.name, "id": v.claim.id, "text": v.claim.text,
                             "verdict": v.verdict, "badge": BADGES[v.verdict]})
         variance_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
         states, corrupt = {}, []
         for row in rows:
-            if row.run.protocol == protocol.name:
+            # in stages, a missing run is one no stage has needed (yet): not counted
+            if row.run.protocol == protocol.name and not (design and row.state == "missing"):
                 states[row.state] = states.get(row.state, 0) + 1
                 if row.state == "corrupt":
                     corrupt.append({"label": row.run.label, "problem": row.problem})
@@ -380,7 +388,8 @@ def build(protocols: list[Protocol], store: Store, inputs: Inputs, seed: int = 0
             "gallery": gallery(protocol, table, store),
             "differences": [{"name": name, "text": text, "tested": tested(protocol)}
                             for name, text, tested in DIFFERENCES],
-            "official_deviations": official_deviations(protocol, store, table)})
+            "official_deviations": official_deviations(protocol, store, table),
+            "sequential": sequence})
     env = environment(store, table)
     seeds_total = len(table)
     return {
@@ -400,6 +409,8 @@ def build(protocols: list[Protocol], store: Store, inputs: Inputs, seed: int = 0
                         "(wall time x devices, from provenance.json)."
                         if seeds_total else "No runs yet: only published figures are shown.")},
         "rerun": [f"audit run {' '.join(p.path.as_posix() for p in protocols)}"
+                  + (" --until-decided" if len(protocols) == 1 and designs[protocols[0].name]
+                     else "")
                   + (" --data-root DATA" if any(p.data_root is None for p in protocols) else "")
                   + (" --weights ViT-B_16.npz" if any(p.weights for p in protocols) else ""),
                   f"audit report {' '.join(p.path.as_posix() for p in protocols)} "
@@ -407,6 +418,56 @@ def build(protocols: list[Protocol], store: Store, inputs: Inputs, seed: int = 0
         "verdicts": [v.to_dict() for v in all_verdicts],
         "results": table,
     }
+
+
+def _hours(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "unknown"
+    return f"{seconds / 3600:.3g}"
+
+
+def sequential_section(protocol: Protocol, design, rows, table: pd.DataFrame, store: Store,
+                       seed: int) -> dict:
+    """The group-sequential design and, per claim, its stages: seeds per group and verdict at
+    each look, the stage it was decided at, the runs and device-hours its groups had used by
+    then, and what a fixed design of 5 seeds per group would have cost (from the group's
+    measured runs)."""
+    progress = stages.progress(protocol, rows, table, design, seed=seed)
+    done = [r.run.run_id for r in rows if r.state == "done" and r.run.protocol == protocol.name]
+    spent = stages.compute_seconds(store, done)
+    estimate = stages.group_estimates(rows, spent)
+    claims = {}
+    for item in stages.claim_stages(protocol, progress, spent, estimate):
+        looks = [{"stage": look["stage"],
+                  "seeds": ", ".join(f"{g} {n}" for g, n in look["seeds"].items()),
+                  "verdict": look["verdict"], "badge": BADGES[look["verdict"]],
+                  "p_value": f"{look['p_value']:.3g}", "p_not": f"{look['p_not']:.3g}",
+                  "runs": look["runs"], "hours": _hours(look["device_seconds"])}
+                 for look in item["looks"]]
+        decided = item["decided_at_stage"]
+        claims[item["claim"]] = {
+            "looks": looks, "decided_at_stage": decided,
+            "summary": (f"Decided at stage {decided} of {len(design.stages)}" if decided else
+                        f"Undecided after {len(looks)} of {len(design.stages)} stages")
+            + f", with {item['runs']} runs ({_hours(item['device_seconds'])} device-hours) of "
+              f"its groups; a fixed design of {stages.FIXED_SEEDS} seeds per group: "
+              f"{item['fixed_runs']} runs ({_hours(item['fixed_device_seconds'])} device-hours"
+              ", at its groups' measured cost per run).",
+            "figures": item}
+    used = sum(spent.values())
+    groups = stages.needed_groups(protocol)
+    fixed = [estimate(g) for g in groups]
+    fixed_total = math.nan if any(f is None for f in fixed) else \
+        stages.FIXED_SEEDS * sum(fixed)
+    stop = {"decided": "every claim was decided", "last stage": "the last stage ran",
+            "cap": "the seed cap was reached", "": "a stage is still to run"}[progress.stop]
+    pending = f"; stage {progress.stage} is still to run ({len(progress.pending)} runs)" \
+        if progress.pending else ""
+    return {"design": design.to_dict(), "text": design.text(),
+            "looks": len(progress.looks), "stop": stop + pending,
+            "runs": len(done), "hours": _hours(used),
+            "fixed_runs": stages.FIXED_SEEDS * len(groups), "fixed_hours": _hours(fixed_total),
+            "claims": claims}
 
 
 def stored_correct(store: Store, table: pd.DataFrame) -> Callable:
