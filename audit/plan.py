@@ -196,7 +196,10 @@ def smoke_train(train: TrainConfig, protocol: Protocol) -> TrainConfig:
                                checkpoint_every=min(train.checkpoint_every, steps))
 
 
-def plan(protocol: Protocol, inputs: Inputs = Inputs(), arms: list[str] | None = None,
+NO_INPUTS = Inputs()  # a module-level default: ruff 0.6 to 0.17.0 flag a call there (B008)
+
+
+def plan(protocol: Protocol, inputs: Inputs = NO_INPUTS, arms: list[str] | None = None,
          frameworks: list[str] | None = None, seeds: list[int] | None = None,
          fingerprints: Fingerprints = FINGERPRINTS) -> list[PlannedRun]:
     """Every run of the protocol (optionally a subset), in arm, framework, seed order."""
