@@ -398,6 +398,15 @@ def test_a_data_folder_with_more_classes_than_the_model_is_refused_at_plan_time(
     assert main(["run", str(protocol), "--data-root", str(data), "--store",
                  str(tmp_path / "runs")]) == 2
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    # a Protocol built in code skips validation; the labels are checked all the same
+    from audit.plan import PlanError
+
+    narrow = load(protocol)
+    narrow = dataclasses.replace(narrow, arms={name: dataclasses.replace(
+        arm, model=arm.model.replace(num_classes=5)) for name, arm in narrow.arms.items()})
+    with pytest.raises(PlanError, match=r"arms.transfg: model.num_classes = 5, but the folder "
+                                        r".* has labels up to 9 \(10 classes\)"):
+        plan(narrow, Inputs())
     fewer = tmp_path / "fewer"  # (another folder: this process keeps what it read)
     shutil.copytree(ROOT, fewer)
     (fewer / "classes.txt").write_text("".join(f"{i} {i}\n" for i in range(1, 10)))  # a subset
