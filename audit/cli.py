@@ -279,7 +279,7 @@ def explain_command(args: argparse.Namespace) -> int:
 def report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from audit.plan import Inputs
+    from audit.plan import Inputs, PlanError
     from audit.protocol import ProtocolError, load_all
     from audit.report import model, render
     from audit.store import Store
@@ -296,7 +296,11 @@ def report(args: argparse.Namespace) -> int:
         return 2
     inputs = Inputs(args.data_root, args.weights, args.official, args.official_python,
                     args.smoke)
-    context = model.build(protocols, Store(args.store), inputs, seed=args.seed)
+    try:
+        context = model.build(protocols, Store(args.store), inputs, seed=args.seed)
+    except PlanError as error:  # an input that does not fit the protocol (audit/plan.py)
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     name = args.name or (protocols[0].name if len(protocols) == 1 else "report")
     for path in render.write(context, Path(args.output), name, args.format):
         print(path)

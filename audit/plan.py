@@ -2,11 +2,12 @@
 
 The run id is a versioned hash of everything that affects a run's result and nothing that does
 not: the spec without where the data and weights sit on this machine (data_root, the weights'
-path, official_checkout, official_python), without loader workers, checkpoint spacing and activation
-checkpointing (tests show they change nothing), plus the fingerprints of the data (file list,
-labels, sizes) and of the weights file (SHA-256), and the official checkout's commit. Two
-protocols that ask for the same run share it; moving the data or the weights to another folder
-keeps the ids.
+path, official_checkout, official_python), without loader workers, checkpoint spacing and
+activation checkpointing (tests show they change nothing), plus the fingerprints of the data (file list,
+labels, sizes) and of the weights file (SHA-256), and the official checkout's identity: its
+commit when it is a clean git checkout, else the SHA-256 of its code files
+(transfg.official.identity). Two protocols that ask for the same run share it; moving the data,
+the weights or the official code to another folder keeps the ids.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import functools
 import hashlib
 import itertools
 import json
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from audit.protocol import Protocol
 from transfg.spec import RunSpec, Seeds, TrainConfig, derive_seed
@@ -123,18 +124,37 @@ class Fingerprints:
     """Data and weights fingerprints, computed once per process per input."""
     data: dict[tuple[str, str, tuple | None], str] = field(default_factory=dict)
     weights: dict[str, str] = field(default_factory=dict)
-    official: dict[str, str] = field(default_factory=dict)
+    official: dict[str, Any] = field(default_factory=dict)
+
+    # (dataset, root) -> (classes the labels span: highest label + 1, class names the folder
+    # lists or None), noted whenever the folder's splits are read
+    classes: dict[tuple[str, str], tuple[int, int | None]] = field(default_factory=dict)
+
+    def _read(self, dataset: str, root: str) -> dict:
+        from transfg.data.readers import dataset_spec, read_split
+
+        splits = {s: read_split(dataset, root, s) for s in ("train", "test")}
+        names = dataset_spec(dataset).class_names(Path(root))
+        labels = [x.label for samples in splits.values() for x in samples]
+        self.classes[dataset, root] = (max(labels, default=-1) + 1,
+                                       None if names is None else len(names))
+        return splits
 
     def of_data(self, dataset: str, root: str, subset: dict | None) -> str:
         key = (dataset, root, tuple(sorted((subset or {}).items())))
         if key not in self.data:
             from transfg.data.fingerprint import fingerprint
-            from transfg.data.readers import read_split
 
-            splits = {s: read_split(dataset, root, s)[:(subset or {}).get(s)]
-                      for s in ("train", "test")}
+            splits = {s: samples[:(subset or {}).get(s)]
+                      for s, samples in self._read(dataset, root).items()}
             self.data[key] = fingerprint(root, splits)["sha256"]
         return self.data[key]
+
+    def of_classes(self, dataset: str, root: str) -> tuple[int, int | None]:
+        """(highest label + 1, the number of class names the folder lists, or None)."""
+        if (dataset, root) not in self.classes:
+            self._read(dataset, root)
+        return self.classes[dataset, root]
 
     def of_weights(self, path: str) -> str:
         path = str(Path(path).resolve())
@@ -144,15 +164,16 @@ class Fingerprints:
             self.weights[path] = file_sha256(Path(path))
         return self.weights[path]
 
-    def of_official(self, checkout: str) -> str:
+    def official_identity(self, checkout: str):
+        """transfg.official.Identity of the checkout: its commit when clean, else its content."""
         if checkout not in self.official:
-            try:
-                commit = subprocess.run(["git", "-C", checkout, "rev-parse", "HEAD"],
-                                        capture_output=True, text=True, check=True).stdout
-            except (OSError, subprocess.CalledProcessError):
-                commit = "not a git checkout"
-            self.official[checkout] = commit.strip()
+            from transfg.official import identity
+
+            self.official[checkout] = identity(checkout)
         return self.official[checkout]
+
+    def of_official(self, checkout: str) -> str:
+        return self.official_identity(checkout).value
 
 
 FINGERPRINTS = Fingerprints()
@@ -196,7 +217,10 @@ def smoke_train(train: TrainConfig, protocol: Protocol) -> TrainConfig:
                                checkpoint_every=min(train.checkpoint_every, steps))
 
 
-def plan(protocol: Protocol, inputs: Inputs = Inputs(), arms: list[str] | None = None,
+NO_INPUTS = Inputs()  # a module-level default: ruff 0.6 to 0.17.0 flag a call there (B008)
+
+
+def plan(protocol: Protocol, inputs: Inputs = NO_INPUTS, arms: list[str] | None = None,
          frameworks: list[str] | None = None, seeds: list[int] | None = None,
          fingerprints: Fingerprints = FINGERPRINTS, max_seeds: int | None = None
          ) -> list[PlannedRun]:
@@ -210,6 +234,11 @@ def plan(protocol: Protocol, inputs: Inputs = Inputs(), arms: list[str] | None =
             raise PlanError(f"{option} {', '.join(unknown)}: not in {protocol.path}; "
                             f"allowed: {', '.join(allowed)}")
     root = data_root(protocol, inputs)
+    official = inputs.official if "official" in protocol.frameworks and \
+        (not frameworks or "official" in frameworks) else None
+    if official and not (Path(official) / "train.py").is_file():
+        raise PlanError(f"--official {official}: no train.py there; allowed: a checkout of "
+                        "github.com/TACJu/TransFG (its folder)")
     runs = []
     for arm_name, arm in protocol.arms.items():
         if arms and arm_name not in arms:
@@ -243,4 +272,27 @@ def plan(protocol: Protocol, inputs: Inputs = Inputs(), arms: list[str] | None =
                 ).validate()
                 runs.append(PlannedRun(protocol.name, arm_name, framework, seed, spec,
                                        run_id(spec, fingerprints)))
+    if any(run.spec is not None for run in runs):  # the folder was read for the run ids
+        check_folder_classes(protocol, root, fingerprints,
+                             [name for name in protocol.arms if not arms or name in arms])
     return runs
+
+
+def check_folder_classes(protocol: Protocol, root: str, fingerprints: Fingerprints,
+                         arms: list[str]) -> None:
+    """The dataset folder against each arm's class count: no label and no listed class beyond
+    the model's head (a folder may hold fewer: a subset). PlanError naming both numbers."""
+    spanned, listed = fingerprints.of_classes(protocol.dataset, root)
+    problems = []
+    for name in arms:
+        head = protocol.arms[name].model.num_classes
+        if spanned > head:
+            problems.append(f"arms.{name}: model.num_classes = {head}, but the folder {root} "
+                            f"has labels up to {spanned - 1} ({spanned} classes)")
+        elif listed is not None and listed > head:
+            problems.append(f"arms.{name}: model.num_classes = {head}, but the folder {root} "
+                            f"lists {listed} classes")
+    if problems:
+        raise PlanError("\n".join(f"{protocol.path}: {problem}; allowed: a folder of "
+                                   f"{protocol.dataset} with at most model.num_classes classes"
+                                   for problem in problems))

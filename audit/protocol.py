@@ -8,7 +8,12 @@ and documented by example in `protocols/default.toml`; every key is listed in th
 (TOP, PAPER, DATA, ARM, SOURCE, PUBLISHED, SMOKE, CLAIM_COMMON, CLAIM_KIND).
 
 Validation collects every error before it reports (file, key path, bad value, what is allowed,
-"did you mean" for misspelled keys); `load` raises ProtocolError with all of them.
+"did you mean" for misspelled keys); `load` raises ProtocolError with all of them. Each arm, after
+`extends`, is checked against the dataset it trains on: its class count against the count the
+dataset's reader knows (a preset's default of 200 left in place on Cars is an error, not a
+200-way head), and, when the official code runs it, its input size against the crop that code
+hard-codes for the dataset (our transforms follow the model's input size). The dataset folder
+itself is checked when it is known, at `audit plan`/`run` time (audit/plan.py).
 Accuracies in protocols are percentages (as papers print them); tolerances and margins are
 percentage points.
 """
@@ -367,8 +372,11 @@ def _parse_seeds(errors: Errors, value: Any) -> dict[str, tuple[int, ...]]:
     return {axis: seed_list(f"seeds.{axis}", items) for axis, items in good.items()}
 
 
-def _resolve_arms(errors: Errors, arms_table: dict, base_model: dict, base_train: dict
-                  ) -> dict[str, Arm]:
+def _resolve_arms(errors: Errors, arms_table: dict, base_model: dict, base_train: dict,
+                  origins: dict[str, dict[str, str]] | None = None) -> dict[str, Arm]:
+    """The arms with `extends` resolved. `origins` receives, per arm, the key path that set each
+    of its model fields (`model.num_classes`, `arms.NAME.model.num_classes`); fields left at the
+    preset's default have none."""
     raw = {}
     for name, table in arms_table.items():
         nested = [key for key, value in table.items() if isinstance(value, dict)
@@ -405,9 +413,12 @@ def _resolve_arms(errors: Errors, arms_table: dict, base_model: dict, base_train
         if lineage is None:
             continue
         model, train, part_layer_init = dict(base_model), dict(base_train), "random"
+        origin = {key: f"model.{key}" for key in base_model}
         for ancestor in lineage:
             table = raw[ancestor]
-            model |= check_overrides(Errors("_"), "", table.get("model", {}), ModelConfig)
+            overrides = check_overrides(Errors("_"), "", table.get("model", {}), ModelConfig)
+            model |= overrides
+            origin |= {key: f"arms.{ancestor}.model.{key}" for key in overrides}
             train |= check_overrides(Errors("_"), "", table.get("train", {}), TrainConfig)
             part_layer_init = table.get("part_layer_init", part_layer_init)
         check_overrides(errors, f"arms.{name}.model", raw[name].get("model", {}), ModelConfig)
@@ -423,7 +434,47 @@ def _resolve_arms(errors: Errors, arms_table: dict, base_model: dict, base_train
             errors.add(f"arms.{name}", problem)
         arms[name] = Arm(name, config, train_config, part_layer_init,
                          raw[name].get("description", ""))
+        if origins is not None:
+            origins[name] = origin | {"preset": preset}
     return arms
+
+
+def _check_against_dataset(errors: Errors, dataset: str, arms: dict[str, Arm],
+                           origins: dict[str, dict[str, str]], frameworks: tuple[str, ...]
+                           ) -> None:
+    """Each arm's model (after `extends`) against the dataset it trains on: the class count the
+    dataset's reader knows (transfg.data.readers.DATASETS), and, when the official code runs it,
+    the input size of the transforms that code hard-codes for the dataset. One error per key
+    that sets a wrong value (or per preset default left in place), naming both values."""
+    from transfg.data.readers import dataset_spec
+
+    spec = dataset_spec(dataset)
+    wanted = {"num_classes": (spec.num_classes, f"the dataset {dataset!r} ({spec.title}) has "
+                                                f"{spec.num_classes} classes")}
+    if "official" in frameworks:
+        wanted["image_size"] = (spec.crop, f"the official code's transforms for {dataset!r} "
+                                           f"(hard-coded whatever --img_size says) resize to "
+                                           f"{spec.resize} and crop {spec.crop}")
+    found: dict[tuple[str, str], list[str]] = {}
+    values: dict[tuple[str, str], Any] = {}
+    for name, arm in arms.items():
+        for key, (expected, _) in wanted.items():
+            value = getattr(arm.model, key)
+            if value != expected:
+                where = origins.get(name, {}).get(key) or f"default:{origins[name]['preset']}"
+                found.setdefault((key, where), []).append(name)
+                values[key, where] = value
+    for (key, where), names in found.items():
+        expected, why = wanted[key]
+        value = values[key, where]
+        arms_note = "" if where.startswith(f"arms.{names[0]}.") and len(names) == 1 else \
+            f" (arms: {', '.join(names)})"
+        if where.startswith("default:"):
+            preset = where.removeprefix("default:")
+            errors.add(f"model.{key}", f"absent, so the {preset} preset's default {value} "
+                       f"applies{arms_note}; {why}: set model.{key} = {expected}")
+        else:
+            errors.add(where, f"{value} does not match: {why}{arms_note}; allowed: {expected}")
 
 
 def _parse_published(errors: Errors, items: Any, arms) -> tuple[Published, ...]:
@@ -532,9 +583,9 @@ def parse(data: dict, file: str, path: Path | None = None) -> Protocol:
     paper = check_table(errors, "paper", top.get("paper", {}), PAPER) if "paper" in top else {}
     data_table = check_table(errors, "data", top["data"], DATA) if "data" in top else {}
     dataset = data_table.get("dataset")
-    if dataset is not None:
-        from transfg.data.readers import DATASETS
+    from transfg.data.readers import DATASETS
 
+    if dataset is not None:
         if dataset not in DATASETS:
             errors.bad("data.dataset", dataset, ", ".join(DATASETS))
     model_table = dict(top.get("model", {}))
@@ -546,17 +597,19 @@ def parse(data: dict, file: str, path: Path | None = None) -> Protocol:
         else:
             errors.bad("model.preset", preset, ", ".join(MODEL_PRESETS))
     base_train = check_overrides(errors, "train", top.get("train", {}), TrainConfig)
-    arms = {}
+    arms, origins = {}, {}
     if "arms" in top:
         if not top["arms"]:
             errors.add("arms", "empty; a protocol needs at least one arm")
-        arms = _resolve_arms(errors, top["arms"], base_model, base_train)
+        arms = _resolve_arms(errors, top["arms"], base_model, base_train, origins)
     frameworks = tuple(top.get("frameworks", ()))
     for name in frameworks:
         if name not in FRAMEWORKS:
             errors.bad("frameworks", name, ", ".join(FRAMEWORKS))
     if len(set(frameworks)) != len(frameworks):
         errors.add("frameworks", f"{list(frameworks)} names a framework twice")
+    if dataset in DATASETS:
+        _check_against_dataset(errors, dataset, arms, origins, frameworks)
     seeds = _parse_seeds(errors, data["seeds"]) if "seeds" in data else {}
     published = _parse_published(errors, top.get("published"), arms)
     claims = _parse_claims(errors, top.get("claims"), arms, frameworks, published)

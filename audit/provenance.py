@@ -5,8 +5,9 @@ ends (atomically both times):
   be told apart), package versions (read from installed metadata, without importing jittor or
   torch: the runner never imports them);
 - the machine: Python, OS, CPU model and count, GPUs with driver and CUDA versions (nvidia-smi);
-- the run: data and weights fingerprints, the command line, start and end time, wall and
-  compute seconds (wall x devices), the final status.
+- the run: data and weights fingerprints (and, for the official code, its checkout's identity:
+  commit or content hash, transfg.official.identity), the command line, start and end time, wall
+  and compute seconds (wall x devices), the final status.
 """
 
 from __future__ import annotations

@@ -131,7 +131,16 @@ def print_plan(rows: list[Row], protocols: list[Protocol], out=None) -> None:
     unavailable = {r.run.missing for r in rows if r.state == "unavailable"}
     for reason in sorted(unavailable):
         print(f"unavailable: {reason}", file=out)
+    print_official(rows, out)
     print_problems(rows, out)
+
+
+def print_official(rows: list[Row], out) -> None:
+    """Which identity of the official code the run ids use: its commit, or its content."""
+    for checkout in sorted({r.run.spec.official_checkout for r in rows
+                            if r.run.spec is not None and r.run.spec.official_checkout}):
+        print(f"official code: {checkout}: "
+              f"{FINGERPRINTS.official_identity(checkout).describe()}", file=out)
 
 
 def print_problems(rows: list[Row], out) -> None:
@@ -158,7 +167,10 @@ def work_items(rows: list[Row], retry_failed: bool, keep_corrupt: bool = False) 
                         "weights_sha256": FINGERPRINTS.of_weights(spec.weights)
                         if spec.weights else None}
         if spec.framework == "official":  # in the run id too (store.check_identity)
-            fingerprints["official_commit"] = FINGERPRINTS.of_official(spec.official_checkout)
+            official = FINGERPRINTS.official_identity(spec.official_checkout)
+            # the key keeps its first name: a clean checkout's value is still its commit
+            fingerprints["official_commit"] = official.value
+            fingerprints["official_identity"] = official.to_dict()
         items.append({"run_id": row.run.run_id, "spec": spec.to_dict(),
                       "fingerprints": fingerprints, "label": row.run.label})
     return items
@@ -193,6 +205,7 @@ def run(store: Store, protocols: list[Protocol], inputs: Inputs, *, arms=None, f
           + f"; {len(items)} to run", file=out)
     for reason in sorted({r.run.missing for r in rows if r.state == "unavailable"}):
         print(f"unavailable: {reason}", file=out)
+    print_official(rows, out)
     started = time.monotonic()
     submit_error = None
     if executor == "local":

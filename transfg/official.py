@@ -28,12 +28,15 @@ runner must expose exactly `devices` GPUs to the run (CUDA_VISIBLE_DEVICES).
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import math
 import os
 import re
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -103,11 +106,132 @@ def unsupported(spec: RunSpec) -> list[str]:
                    "accuracy would be missing")
     if spec.subset:
         why.append(f"subset={spec.subset}: the official code reads whole datasets")
+    if spec.dataset in DATASET_NAMES:
+        data = dataset_spec(spec.dataset)
+        if m.image_size != data.crop:
+            why.append(f"model.image_size={m.image_size}: the official code's transforms for "
+                       f"{spec.dataset} resize to {data.resize} and crop {data.crop}, whatever "
+                       "--img_size says")
+        if m.num_classes != data.num_classes:
+            why.append(f"model.num_classes={m.num_classes}: the official code hard-codes "
+                       f"{data.num_classes} classes for {spec.dataset}")
     default_aa = dataset_spec(spec.dataset).autoaugment if spec.dataset in DATASET_NAMES else None
     if t.autoaugment is not None and t.autoaugment != default_aa:
         why.append(f"train.autoaugment={t.autoaugment}: the official code's choice for "
                    f"{spec.dataset} is fixed ({default_aa})")
     return why
+
+
+# ------------------------------------------------------------------------------ identity
+# What identifies the official code a run used, in its run id and provenance: the commit of a
+# clean git checkout, else the content of the files it runs. Those files are its Python sources:
+# every *.py file under the checkout, folders named .git or __pycache__ left out (the code reads
+# no other file of its own: the weights and the data are fingerprinted apart).
+
+CODE_SUFFIX = ".py"
+SKIPPED_FOLDERS = (".git", "__pycache__")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The official checkout's identity: `value` goes into run ids (audit/plan.py)."""
+
+    value: str  # the commit (40 hex digits), or "sha256:<64 hex digits>" of the code's content
+    kind: str  # "commit" or "content"
+    reason: str  # why this kind: clean checkout, not a git checkout, changes listed
+    files: int  # the *.py files hashed (0 for a commit)
+    commit: str | None = None  # the checkout's commit, also when dirty
+
+    def describe(self) -> str:
+        if self.kind == "commit":
+            return f"git commit {self.value} ({self.reason})"
+        return (f"content {self.value} of its {self.files} {CODE_SUFFIX} files ({self.reason})")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def code_files(checkout: str | Path) -> list[str]:
+    """The files the official code runs, as sorted relative POSIX paths."""
+    root = Path(checkout)
+    found = []
+    for folder, subfolders, files in os.walk(root):
+        subfolders[:] = [name for name in subfolders if name not in SKIPPED_FOLDERS]
+        relative = Path(folder).relative_to(root)
+        found += [(relative / name).as_posix() for name in files if name.endswith(CODE_SUFFIX)]
+    return sorted(found)
+
+
+def content_hash(checkout: str | Path) -> tuple[str, int]:
+    """("sha256:<hex>", files): each code file's relative path, length and bytes, in path order;
+    the same tree in any folder gives the same hash, a byte changed, a file added, removed or
+    renamed another."""
+    root, digest = Path(checkout), hashlib.sha256()
+    files = code_files(root)
+    for name in files:
+        data = (root / name).read_bytes()
+        digest.update(f"{name}\0{len(data)}\0".encode())
+        digest.update(data)
+    return f"sha256:{digest.hexdigest()}", len(files)
+
+
+def _git(checkout: Path, *args: str) -> str | None:
+    try:
+        return subprocess.run(["git", "-C", str(checkout), *args], capture_output=True,
+                              check=True).stdout.decode(errors="replace")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def _changed_code(checkout: Path) -> list[str] | None:
+    """The code files that differ from the checkout's commit (modified, staged, deleted, renamed,
+    untracked or ignored), or None when git cannot tell."""
+    status = _git(checkout, "status", "--porcelain=v1", "-z", "--untracked-files=all",
+                  "--ignored=matching")
+    if status is None:
+        return None
+    entries, changed = status.split("\0"), []
+    position = 0
+    while position < len(entries):
+        entry = entries[position]
+        position += 1
+        if len(entry) < 4:
+            continue
+        paths = [entry[3:]]
+        if entry[0] in "RC":  # a rename or copy: the original path follows
+            paths.append(entries[position])
+            position += 1
+        changed += [p for p in paths if p.endswith(CODE_SUFFIX)
+                    and not set(Path(p).parts) & set(SKIPPED_FOLDERS)]
+    return sorted(set(changed))
+
+
+def identity(checkout: str | Path) -> Identity:
+    """The commit when `checkout` is the top of a git checkout whose code files are exactly the
+    commit's; otherwise (not a git checkout, a folder inside another repository, or code changed)
+    the content hash of its code files."""
+    root = Path(checkout).resolve()
+    if not root.is_dir():
+        raise SpecError(f"official_checkout={str(checkout)!r}: no such folder (clone "
+                        "github.com/TACJu/TransFG and give its folder)")
+    top = _git(root, "rev-parse", "--show-toplevel")
+    commit = _git(root, "rev-parse", "--verify", "HEAD")
+    commit = commit.strip() if commit else None
+    changed = None
+    if top is None or commit is None:
+        reason = "not a git checkout"
+    elif Path(top.strip()).resolve() != root:
+        reason, commit = f"not a git checkout: a folder inside the repository {top.strip()}", None
+    else:
+        changed = _changed_code(root)
+        if changed == []:
+            return Identity(commit, "commit", "clean git checkout", 0, commit)
+        shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5
+                                          else "")
+        reason = (f"git checkout at {commit[:12]} with changed code: {shown}" if changed else
+                  f"git checkout at {commit[:12]} whose changes git cannot list")
+    value, files = content_hash(root)
+    return Identity(value, "content", reason, files, commit)
 
 
 def official_args(spec: RunSpec, run_dir: Path) -> list[str]:

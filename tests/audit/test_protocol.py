@@ -127,6 +127,12 @@ CORPUS = [
      "claims[1].id: 'value' is used twice"),
     ("unknown preset", 'preset = "tiny"', 'preset = "huge"',
      "model.preset: 'huge' is not allowed; allowed: vit_b16, tiny"),
+    ("class count of the dataset", 'preset = "tiny"', 'preset = "tiny"\nnum_classes = 12',
+     "model.num_classes: 12 does not match: the dataset 'digits' (UCI handwritten digits "
+     "(bundled)) has 10 classes (arms: transfg, vit); allowed: 10"),
+    ("class count of an arm", 'model = { variant = "vit"', 'model = { num_classes = 9, '
+     'variant = "vit"', "arms.vit.model.num_classes: 9 does not match: the dataset 'digits' "
+     "(UCI handwritten digits (bundled)) has 10 classes; allowed: 10"),
     ("arms empty", '[arms.transfg]\ndescription = "TransFG"\n\n[arms.vit]\nmodel = { variant = '
      '"vit", contrastive = false }\n', "[arms]\n", "arms: empty"),
 ]
@@ -218,3 +224,43 @@ def test_an_unquoted_dotted_arm_name_gets_a_hint(tmp_path):
     text = BASE.replace("[arms.vit]", "[arms.alpha-0.2]\n[arms.vit]")
     with pytest.raises(ProtocolError, match=r'must be quoted: \[arms."alpha-0.2"\]'):
         load(write(tmp_path, text))
+
+
+def test_a_cars_protocol_without_num_classes_is_refused_with_the_two_numbers(tmp_path, capsys):
+    """The presets' 200 classes are CUB's: a Cars protocol that forgets num_classes would train a
+    200-way head without a word."""
+    shipped = (PROTOCOLS / "transfg-cars.toml").read_text()
+    assert "\nnum_classes = 196\n" in shipped
+    path = write(tmp_path, shipped.replace("\nnum_classes = 196\n", "\n"), "cars.toml")
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert (f"{path}: model.num_classes: absent, so the vit_b16 preset's default 200 applies "
+            "(arms: transfg, vit); the dataset 'cars' (Stanford Cars) has 196 classes: set "
+            "model.num_classes = 196") in err, err
+    assert "1 error(s)" in err  # one error for the one missing key, not one per arm
+
+
+def test_a_wrong_class_count_is_named_where_it_is_set_and_every_arm_after_extends_checked(
+        tmp_path):
+    text = BASE.replace("[arms.vit]", '[arms.wide]\nmodel = { num_classes = 11 }\n\n'
+                        '[arms.wider]\nextends = "wide"\n\n[arms.fixed]\nextends = "wide"\n'
+                        'model = { num_classes = 10 }\n\n[arms.vit]')
+    with pytest.raises(ProtocolError) as error:
+        load(write(tmp_path, text))
+    assert error.value.errors == [
+        f"{tmp_path / 'p.toml'}: arms.wide.model.num_classes: 11 does not match: the dataset "
+        "'digits' (UCI handwritten digits (bundled)) has 10 classes (arms: wide, wider); "
+        "allowed: 10"]
+
+
+def test_the_input_size_is_free_for_our_transforms_and_fixed_for_the_official_code(tmp_path):
+    """Our transforms follow the model's input (resize at the paper's 600/448 ratio); the
+    official code hard-codes each dataset's, so with it the model must take that size."""
+    ours = BASE.replace('preset = "tiny"', 'preset = "tiny"\nimage_size = 48')
+    assert load(write(tmp_path, ours)).arms["transfg"].model.image_size == 48
+    with pytest.raises(ProtocolError, match=r"arms.vit.model.image_size: 48 does not match: "
+                                            r"the official code's transforms for 'digits'.* "
+                                            r"crop 64; allowed: 64"):
+        load(write(tmp_path, BASE.replace('["torch", "jittor"]', '["torch", "official"]')
+                   .replace('model = { variant = "vit"', 'model = { image_size = 48, '
+                            'variant = "vit"')))

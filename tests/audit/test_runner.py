@@ -395,3 +395,37 @@ def test_weights_for_a_protocol_without_pretrained_weights_are_refused(protocol,
     assert done.returncode == 2
     assert "no protocol given declares pretrained weights" in done.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_data_folder_with_more_classes_than_the_model_is_refused_at_plan_time(tmp_path,
+                                                                                protocol, capsys):
+    """The folder given with --data-root is checked against each arm's class count before
+    anything runs: here it lists an 11th class beside the model's 10."""
+    from transfg.data.bundled import ROOT
+
+    data = tmp_path / "digits"
+    shutil.copytree(ROOT, data)
+    with open(data / "classes.txt", "a") as f:
+        f.write("11 eleven\n")
+    assert main(["plan", str(protocol), "--data-root", str(data), "--store",
+                 str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert (f"{protocol}: arms.transfg: model.num_classes = 10, but the folder {data} lists 11 "
+            "classes; allowed: a folder of digits with at most model.num_classes classes") in err
+    assert main(["run", str(protocol), "--data-root", str(data), "--store",
+                 str(tmp_path / "runs")]) == 2
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    # a Protocol built in code skips validation; the labels are checked all the same
+    from audit.plan import PlanError
+
+    narrow = load(protocol)
+    narrow = dataclasses.replace(narrow, arms={name: dataclasses.replace(
+        arm, model=arm.model.replace(num_classes=5)) for name, arm in narrow.arms.items()})
+    with pytest.raises(PlanError, match=r"arms.transfg: model.num_classes = 5, but the folder "
+                                        r".* has labels up to 9 \(10 classes\)"):
+        plan(narrow, Inputs())
+    fewer = tmp_path / "fewer"  # (another folder: this process keeps what it read)
+    shutil.copytree(ROOT, fewer)
+    (fewer / "classes.txt").write_text("".join(f"{i} {i}\n" for i in range(1, 10)))  # a subset
+    assert main(["plan", str(protocol), "--data-root", str(fewer), "--store",
+                 str(tmp_path / "runs")]) == 0

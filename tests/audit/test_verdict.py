@@ -11,7 +11,7 @@ from audit.protocol import parse
 PROTOCOL = {
     "version": 1, "name": "v", "title": "verdict tests", "frameworks": ["torch", "jittor"],
     "seeds": [0, 1, 2, 3, 4], "paper": {"title": "TransFG"},
-    "data": {"dataset": "cub"}, "model": {"preset": "tiny"},
+    "data": {"dataset": "cub"}, "model": {"preset": "tiny", "num_classes": 200},
     "arms": {"transfg": {}, "vit": {"model": {"variant": "vit"}},
              "a0": {"model": {"alpha": 0.0}}, "a4": {}, "a6": {"model": {"alpha": 0.6}}},
     "published": [{"id": "paper", "value": 91.7, "setting": "paper", "arm": "transfg",
@@ -202,7 +202,7 @@ def test_a_constant_paired_difference_between_frameworks_is_exact_agreement():
 # ------------------------------------------------------------------ three frameworks: official
 
 THREE = parse(PROTOCOL | {
-    "frameworks": ["torch", "jittor", "official"],
+    "frameworks": ["torch", "jittor", "official"], "model": {"preset": "vit_b16"},
     "claims": [{"id": "three", "kind": "equivalence", "text": "t", "arm": "transfg",
                 "frameworks": ["torch", "jittor", "official"], "margin": 0.5}]},
     "verdict-three.toml")

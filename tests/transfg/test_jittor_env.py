@@ -427,7 +427,7 @@ def test_with_a_jittor_site_the_audit_trains_jittor_on_its_numpy(numpy_2_env, tm
     protocol.write_text(JITTOR_PROTOCOL)
     done = in_env(env, "-m", "audit.cli", "run", str(protocol), "--store", str(tmp_path / "runs"))
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    (run,) = [p for p in (tmp_path / "runs").iterdir() if (p / "result.json").exists()]
+    (run,) = (p for p in (tmp_path / "runs").iterdir() if (p / "result.json").exists())
     provenance = json.loads((run / "provenance.json").read_text())
     assert provenance["packages"]["numpy"] == np.__version__  # what the run saw, not numpy 2
     assert provenance["attempts"][-1]["jittor_site"] == str(site)

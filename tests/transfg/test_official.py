@@ -136,3 +136,17 @@ def test_log_lines_cut_between_chunks_are_read_whole(tmp_path):
     metrics.close()
     assert reader.evaluations == [{"step": 100, "accuracy": 0.91234}]
     assert reader.best == 0.91234
+
+
+def test_the_official_code_is_refused_a_model_its_data_would_not_fit(tmp_path):
+    """It hard-codes each dataset's transforms (resize 600, crop 448; iNat2017 400, 304) and
+    class count, whatever --img_size says: a model of another size or head fails before launch."""
+    spec = official_spec(tmp_path)
+    assert unsupported(spec) == []
+    bad = replace(spec, model=replace(spec.model, image_size=304, num_classes=196))
+    reasons = unsupported(bad)
+    assert ("model.image_size=304: the official code's transforms for cub resize to 600 and crop "
+            "448, whatever --img_size says") in reasons
+    assert "model.num_classes=196: the official code hard-codes 200 classes for cub" in reasons
+    assert unsupported(replace(bad, dataset="inat2017", model=replace(
+        spec.model, image_size=304, num_classes=5089))) == []

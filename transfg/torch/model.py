@@ -17,6 +17,8 @@ from torch import nn
 
 from transfg.config import ModelConfig
 
+EVERY_QUERY = slice(None)
+
 
 class DeferredMap:
     """One block's attention probabilities softmax(q k^T / sqrt(hd)) (B, H, T, T), formed only
@@ -29,7 +31,7 @@ class DeferredMap:
     def __init__(self, q: torch.Tensor, k: torch.Tensor):
         self.q, self.k = q.detach(), k.detach()
 
-    def probabilities(self, queries: slice = slice(None)) -> torch.Tensor:
+    def probabilities(self, queries: slice = EVERY_QUERY) -> torch.Tensor:
         """At most two maps alive at once (the scores, divided in place, and the softmax)."""
         with torch.no_grad():
             scores = self.q[:, :, queries] @ self.k.transpose(-1, -2)
