@@ -4,8 +4,8 @@ The run id is a versioned hash of everything that affects a run's result and not
 not: the spec without where the data and weights sit on this machine (data_root, the weights'
 path, official_checkout, official_python), without loader workers, checkpoint spacing and
 activation checkpointing (tests show they change nothing), plus the fingerprints of the data
-(file list, labels, sizes) and of the weights file (SHA-256), and the official checkout's identity: its
-commit when it is a clean git checkout, else the SHA-256 of its code files
+(file list, labels, sizes) and of the weights file (SHA-256), and the official checkout's
+identity: its commit when it is a clean git checkout, else the SHA-256 of its code files
 (transfg.official.identity). Two protocols that ask for the same run share it; moving the data,
 the weights or the official code to another folder keeps the ids.
 """
