@@ -499,8 +499,8 @@ def decide_value(claim: Claim, protocol: Protocol, table: pd.DataFrame | Runs,
                  reading: str) -> Verdict:
     runs = Runs.of(table)
     column = reading_column(reading)
-    arm = _need(claim, "arm", claim.arm)
-    paper, tolerance = _need(claim, "paper", claim.paper), _need(claim, "tolerance",
+    arm = required(claim, "arm", claim.arm)
+    paper, tolerance = required(claim, "paper", claim.paper), required(claim, "tolerance",
                                                                  claim.tolerance)
     target, delta = paper / 100, tolerance / 100
     frameworks = _frameworks(claim, protocol)
@@ -514,8 +514,9 @@ def decide_value(claim: Claim, protocol: Protocol, table: pd.DataFrame | Runs,
                    "reading", len(frameworks))
 
 
-def _need(claim: Claim, name: str, value: T | None) -> T:
-    """A field that claims of this kind have (protocol.py requires it when it reads them)."""
+def required(claim: Claim, name: str, value: T | None) -> T:
+    """A field that claims of this kind have (protocol.py requires it when it reads them), e.g.
+    `required(claim, "arm", claim.arm)`."""
     if value is None:
         raise ValueError(f"claim {claim.id}: a {claim.kind} claim without {name}")
     return value
@@ -754,7 +755,7 @@ def decide_comparison(claim: Claim, protocol: Protocol, table: pd.DataFrame | Ru
     column = reading_column(reading)
     steps = "final_step" if reading == "final" else "best_step"
     margin = (claim.margin or 0.0) / 100
-    better, worse = _need(claim, "better", claim.better), _need(claim, "worse", claim.worse)
+    better, worse = required(claim, "better", claim.better), required(claim, "worse", claim.worse)
     frameworks = _frameworks(claim, protocol)
     prior = prior_spread(protocol, runs, column)
     parts = []
@@ -952,7 +953,7 @@ def decide_equivalence(claim: Claim, protocol: Protocol, table: pd.DataFrame | R
     runs = Runs.of(table)
     frameworks = _frameworks(claim, protocol)
     column = reading_column(reading)
-    arm, margin = _need(claim, "arm", claim.arm), _need(claim, "margin", claim.margin)
+    arm, margin = required(claim, "arm", claim.arm), required(claim, "margin", claim.margin)
     delta = margin / 100
     pairs = list(itertools.combinations(frameworks, 2))
     prior = prior_spread(protocol, runs, column)
@@ -989,7 +990,7 @@ def decide_ranking(claim: Claim, protocol: Protocol, table: pd.DataFrame | Runs,
     runs = Runs.of(table)
     column = reading_column(reading)
     frameworks = _frameworks(claim, protocol)
-    best = _need(claim, "best", claim.best)
+    best = required(claim, "best", claim.best)
     others = [arm for arm in claim.arms if arm != best]
     tests = len(frameworks) * len(others)
     prior = prior_spread(protocol, runs, column)
