@@ -31,8 +31,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal, cast
 
 import numpy as np
+
+if TYPE_CHECKING:  # imported where they are used: the worker process loads one framework
+    from audit.runner import Row
+    from transfg.config import ModelConfig
+    from transfg.jittor.engine import Engine as JittorEngine
+    from transfg.spec import RunSpec, TrainConfig
+    from transfg.torch.engine import Engine as TorchEngine
 
 CALIBRATION = ".calibration"
 STEPS = 3  # timed training updates (after one warm-up)
@@ -89,11 +97,14 @@ def worker(job: dict) -> dict:
     labels = rng.integers(0, model.num_classes, train.batch_size)
     eval_images = rng.normal(size=(train.eval_batch_size, 3, model.image_size,
                                    model.image_size)).astype(np.float32)
+    engine_class: type[JittorEngine] | type[TorchEngine]
     if job["framework"] == "jittor":
         import transfg.jittor  # noqa: F401  (prepares Jittor for this machine, as a run does)
         import jittor as jt  # isort: skip
 
-        from transfg.jittor.engine import Engine
+        from transfg.jittor.engine import Engine as JittorEngine
+
+        engine_class = JittorEngine
 
         batch = (jt.array(images), jt.array(labels), None)
         eval_batch = jt.array(eval_images)
@@ -103,8 +114,9 @@ def worker(job: dict) -> dict:
     else:
         import torch
 
-        from transfg.torch.engine import Engine
+        from transfg.torch.engine import Engine as TorchEngine
 
+        engine_class = TorchEngine
         batch = (torch.from_numpy(images), torch.from_numpy(labels), None)
         eval_batch = torch.from_numpy(eval_images)
 
@@ -113,7 +125,7 @@ def worker(job: dict) -> dict:
                 torch.cuda.synchronize()
 
     started = time.perf_counter()
-    engine = Engine(spec, state)
+    engine = engine_class(spec, state)
     setup = time.perf_counter() - started
     times = []
     for step in range(job["steps"] + 1):
@@ -152,8 +164,8 @@ class Config:
     """What a run's step time depends on."""
 
     framework: str
-    model: object  # ModelConfig
-    train: object  # TrainConfig
+    model: ModelConfig
+    train: TrainConfig
     dataset: str
 
     def job(self, image_size: int | None, steps: int) -> dict:
@@ -241,7 +253,8 @@ def evaluations(steps: int, every: int) -> int:
     return steps // every + (1 if steps % every else 0)
 
 
-def run_seconds(spec, figures: dict, measured_model, test_images: int) -> tuple[float, float]:
+def run_seconds(spec: RunSpec, figures: dict, measured_model: ModelConfig,
+                test_images: int) -> tuple[float, float]:
     """(device-seconds, FLOPs factor) of one run from figures measured on `measured_model`."""
     t = spec.train
     factor_train = train_flops(spec.model) / train_flops(measured_model)
@@ -259,9 +272,9 @@ def run_seconds(spec, figures: dict, measured_model, test_images: int) -> tuple[
 def plan_command(store, protocols, inputs, subset: dict, *, image_size: int | None = None,
                  steps: int | None = None, out=None) -> int:
     """Print the matrix with device-hours per run, per arm and in total."""
-    from audit.runner import matrix
+    from audit.runner import matrix, unavailable_reasons
     from transfg.data.readers import DATASETS
-    from transfg.spec import RunSpec
+    from transfg.spec import RunSpec, Seeds
 
     out = out or sys.stdout
     steps = steps or STEPS
@@ -272,7 +285,7 @@ def plan_command(store, protocols, inputs, subset: dict, *, image_size: int | No
           + f"); figures cached in {Path(store.root) / CALIBRATION / machine}/", file=out)
     by_protocol = {p.name: p for p in protocols}
     results: dict[str, dict] = {}
-    lines, totals = [], {}
+    lines: list[tuple[Row, float | None, str]] = []
     for row in rows:
         protocol = by_protocol[row.run.protocol]
         arm = protocol.arms[row.run.arm]
@@ -281,11 +294,16 @@ def plan_command(store, protocols, inputs, subset: dict, *, image_size: int | No
             from audit.plan import smoke_train
 
             train = smoke_train(train, protocol)
-        spec = row.run.spec or RunSpec(row.run.framework, arm.model, train, protocol.dataset,
-                                       "(calibration)", None, devices=protocol.devices)
+        # an unavailable run (an input is missing) is priced all the same, from a stand-in spec
+        # (`protocol.py` checked the framework is one of RunSpec's)
+        framework = cast(Literal["torch", "jittor", "official"], row.run.framework)
+        spec = row.run.spec or RunSpec(framework, arm.model, train, protocol.dataset,
+                                       "(calibration)", Seeds.from_seed(0),
+                                       devices=protocol.devices)
         subset = spec.subset or ({"test": protocol.smoke.test} if inputs.smoke else {})
-        test_images = min(subset.get("test") or math.inf,
-                          DATASETS[protocol.dataset].counts["test"])
+        test_images = DATASETS[protocol.dataset].counts["test"]
+        if subset.get("test"):
+            test_images = min(subset["test"], test_images)
         if row.run.framework == "official":
             lines.append((row, None, "not calibrated (the official code's own loop: "
                                      "`audit run` measures it)"))
@@ -317,9 +335,8 @@ def plan_command(store, protocols, inputs, subset: dict, *, image_size: int | No
         how = "measured" if size is None else \
             f"extrapolated from {size} px (x{factor:.3g} FLOPs)"
         lines.append((row, seconds, how))
-        totals.setdefault(row.run.protocol, {}).setdefault(row.run.arm, []).append(seconds)
     print_costs(lines, protocols, out)
-    for reason in sorted({r.run.missing for r in rows if r.state == "unavailable"}):
+    for reason in unavailable_reasons(rows):
         print(f"unavailable (priced all the same; `audit run` needs it): {reason}", file=out)
     return 0
 

@@ -339,12 +339,12 @@ def matrix_command(args: argparse.Namespace) -> int:
     try:
         # plan and status exit 1 when a run is corrupt: they show it, the store needs repair
         if args.command == "status" and not protocols:
-            rows = runner.store_rows(store)
+            stored = runner.store_rows(store)
             if args.json:
-                print(json.dumps(rows, indent=2))
+                print(json.dumps(stored, indent=2))
             else:
-                runner.print_store_status(rows)
-            return 1 if any(r["state"] == "corrupt" for r in rows) else 0
+                runner.print_store_status(stored)
+            return 1 if any(r["state"] == "corrupt" for r in stored) else 0
         if args.command == "plan" and (args.calibrate or args.image_size or args.steps):
             from audit import calibrate
 

@@ -19,7 +19,7 @@ import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from audit.protocol import Protocol
 from transfg.spec import RunSpec, Seeds, TrainConfig, derive_seed
@@ -193,6 +193,7 @@ def run_id(spec: RunSpec, fingerprints: Fingerprints = FINGERPRINTS) -> str:
     content["weights"] = None
     content["weights_sha256"] = fingerprints.of_weights(spec.weights) if spec.weights else None
     if spec.framework == "official":
+        assert spec.official_checkout is not None  # RunSpec.validate requires it for official
         content["official_commit"] = fingerprints.of_official(spec.official_checkout)
     text = json.dumps({"id_version": ID_VERSION, "spec": content}, sort_keys=True)
     return f"r{ID_VERSION}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
@@ -257,14 +258,16 @@ def plan(protocol: Protocol, inputs: Inputs = NO_INPUTS, arms: list[str] | None 
                     missing = f"needs --weights (the protocol expects {protocol.weights})"
                 elif framework == "official" and not inputs.official:
                     missing = "needs --official (a checkout of github.com/TACJu/TransFG)"
-                if missing:
+                if missing or root is None:
                     runs.append(PlannedRun(protocol.name, arm_name, framework, seed, None, None,
                                            missing))
                     continue
                 spec = RunSpec(
-                    framework, arm.model, train, protocol.dataset, root, seeds_of(seed),
-                    weights=str(Path(inputs.weights).resolve()) if protocol.weights else None,
-                    part_layer_init=arm.part_layer_init, devices=protocol.devices,
+                    # the protocol's framework and part_layer_init names are validated there
+                    cast(Any, framework), arm.model, train, protocol.dataset, root,
+                    seeds_of(seed), weights=str(Path(inputs.weights).resolve())
+                    if protocol.weights and inputs.weights else None,
+                    part_layer_init=cast(Any, arm.part_layer_init), devices=protocol.devices,
                     subset=subset,
                     official_checkout=inputs.official if framework == "official" else None,
                     official_python=inputs.official_python if framework == "official" else None,
@@ -272,7 +275,7 @@ def plan(protocol: Protocol, inputs: Inputs = NO_INPUTS, arms: list[str] | None 
                 ).validate()
                 runs.append(PlannedRun(protocol.name, arm_name, framework, seed, spec,
                                        run_id(spec, fingerprints)))
-    if any(run.spec is not None for run in runs):  # the folder was read for the run ids
+    if root is not None and any(run.spec is not None for run in runs):  # read for the run ids
         check_folder_classes(protocol, root, fingerprints,
                              [name for name in protocol.arms if not arms or name in arms])
     return runs

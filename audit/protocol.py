@@ -256,7 +256,8 @@ CLAIM_KIND = {
 
 class Errors:
     def __init__(self, file: str):
-        self.file, self.items = file, []
+        self.file = file
+        self.items: list[str] = []
 
     def add(self, path: str, message: str) -> None:
         self.items.append(f"{self.file}: {path}: {message}")
@@ -597,7 +598,8 @@ def parse(data: dict, file: str, path: Path | None = None) -> Protocol:
         else:
             errors.bad("model.preset", preset, ", ".join(MODEL_PRESETS))
     base_train = check_overrides(errors, "train", top.get("train", {}), TrainConfig)
-    arms, origins = {}, {}
+    arms: dict[str, Arm] = {}
+    origins: dict[str, dict[str, Any]] = {}
     if "arms" in top:
         if not top["arms"]:
             errors.add("arms", "empty; a protocol needs at least one arm")
@@ -627,6 +629,7 @@ def parse(data: dict, file: str, path: Path | None = None) -> Protocol:
             errors.add("sequential.first", f"{sequential['first']} is above max_seeds {most}")
     if errors.items:
         raise ProtocolError(errors.items)
+    assert isinstance(dataset, str)  # data.dataset is required: its absence is an error above
     return Protocol(path=path or Path(file), name=top["name"], title=top["title"], paper=paper,
                     dataset=dataset, data_root=data_table.get("root"),
                     weights=data_table.get("weights"), arms=arms, frameworks=frameworks,

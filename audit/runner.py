@@ -6,11 +6,16 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from audit.plan import FINGERPRINTS, Inputs, PlannedRun, plan
 from audit.protocol import Protocol
 from audit.store import Store
 from transfg.run_files import LOG
+from transfg.spec import RunSpec
+
+if TYPE_CHECKING:  # the executors are imported when a run starts
+    from audit.executors.common import WorkItem
 
 
 @dataclass
@@ -20,6 +25,26 @@ class Row:
     result: dict | None
     problem: str | None = None  # corrupt: the file and what is wrong
     notes: list[str] = field(default_factory=list)  # a done run's status.json that disagrees
+
+    @property
+    def spec(self) -> RunSpec:
+        """The run's spec: every row has one but an "unavailable" row (an input is missing)."""
+        if self.run.spec is None:
+            raise ValueError(f"{self.run.label}: unavailable, no spec ({self.run.missing})")
+        return self.run.spec
+
+    @property
+    def run_id(self) -> str:
+        """The run's id: every row has one but an "unavailable" row (an input is missing)."""
+        if self.run.run_id is None:
+            raise ValueError(f"{self.run.label}: unavailable, no run id ({self.run.missing})")
+        return self.run.run_id
+
+
+def unavailable_reasons(rows: list[Row]) -> list[str]:
+    """The missing inputs that make rows unavailable, each once, sorted."""
+    return sorted({r.run.missing for r in rows
+                   if r.state == "unavailable" and r.run.missing is not None})
 
 
 def matrix(store: Store, protocols: list[Protocol], inputs: Inputs, arms=None, frameworks=None,
@@ -50,7 +75,7 @@ def throughputs(rows: list[Row]) -> dict[tuple, float]:
     seen: dict[tuple, list[float]] = {}
     for row in rows:
         if row.result and row.result.get("images_per_s"):
-            key = (row.run.framework, row.run.spec.model)
+            key = (row.run.framework, row.spec.model)
             seen.setdefault(key, []).append(row.result["images_per_s"])
     return {key: statistics.median(values) for key, values in seen.items()}
 
@@ -128,8 +153,7 @@ def print_plan(rows: list[Row], protocols: list[Protocol], out=None) -> None:
             line += (f"; no estimate for {unknown} (no finished run of that framework and "
                      "model yet: `audit plan --calibrate` times them on this machine)")
         print(line, file=out)
-    unavailable = {r.run.missing for r in rows if r.state == "unavailable"}
-    for reason in sorted(unavailable):
+    for reason in unavailable_reasons(rows):
         print(f"unavailable: {reason}", file=out)
     print_official(rows, out)
     print_problems(rows, out)
@@ -153,25 +177,29 @@ def print_problems(rows: list[Row], out) -> None:
             print(f"note: {note} (`audit run` rewrites status.json)", file=out)
 
 
-def work_items(rows: list[Row], retry_failed: bool, keep_corrupt: bool = False) -> list[dict]:
+def work_items(rows: list[Row], retry_failed: bool,
+               keep_corrupt: bool = False) -> list[WorkItem]:
     """Runs to execute, each once (two protocols may share a run)."""
     wanted = {"missing", "interrupted"} | ({"failed", "diverged"} if retry_failed else set()) \
         | (set() if keep_corrupt else {"corrupt"})
-    items, seen = [], set()
-    for row in rows:
-        if row.state not in wanted or row.run.run_id in seen:
+    items: list[WorkItem] = []
+    seen: set[str] = set()
+    for row in rows:  # no row in a wanted state is unavailable: each has its spec and run id
+        if row.state not in wanted or row.run_id in seen:
             continue
-        seen.add(row.run.run_id)
-        spec = row.run.spec
-        fingerprints = {"data": FINGERPRINTS.of_data(spec.dataset, spec.data_root, spec.subset),
-                        "weights_sha256": FINGERPRINTS.of_weights(spec.weights)
-                        if spec.weights else None}
+        seen.add(row.run_id)
+        spec = row.spec
+        fingerprints: dict[str, str | None] = {
+            "data": FINGERPRINTS.of_data(spec.dataset, spec.data_root, spec.subset),
+            "weights_sha256": FINGERPRINTS.of_weights(spec.weights) if spec.weights else None}
         if spec.framework == "official":  # in the run id too (store.check_identity)
+            if spec.official_checkout is None:  # RunSpec.validate requires it
+                raise ValueError(f"{row.run.label}: framework official without a checkout")
             official = FINGERPRINTS.official_identity(spec.official_checkout)
             # the key keeps its first name: a clean checkout's value is still its commit
             fingerprints["official_commit"] = official.value
             fingerprints["official_identity"] = official.to_dict()
-        items.append({"run_id": row.run.run_id, "spec": spec.to_dict(),
+        items.append({"run_id": row.run_id, "spec": spec.to_dict(),
                       "fingerprints": fingerprints, "label": row.run.label})
     return items
 
@@ -194,16 +222,16 @@ def run(store: Store, protocols: list[Protocol], inputs: Inputs, *, arms=None, f
         rows = matrix(store, protocols, inputs, arms, frameworks, seeds, max_seeds)
     for row in rows:
         if row.state == "done" and row.notes:
-            inspection = store.inspect(row.run.run_id)
+            inspection = store.inspect(row.run_id)
             if inspection.state == "done" and inspection.notes:
-                store.repair_status(row.run.run_id, inspection)
+                store.repair_status(row.run_id, inspection)
                 print(f"repaired: {'; '.join(inspection.notes)} (status.json rewritten from "
                       "result.json)", file=out)
     items = work_items(rows, retry_failed, keep_corrupt)
     states = counts(rows)
     print(f"{len(rows)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
           + f"; {len(items)} to run", file=out)
-    for reason in sorted({r.run.missing for r in rows if r.state == "unavailable"}):
+    for reason in unavailable_reasons(rows):
         print(f"unavailable: {reason}", file=out)
     print_official(rows, out)
     started = time.monotonic()
@@ -236,9 +264,8 @@ def run(store: Store, protocols: list[Protocol], inputs: Inputs, *, arms=None, f
             print(f"error: --executor {executor}: {error}", file=out)
             return 2
         try:
-            jobs_submitted = slurm_executor.submit(submitter, store, items,
-                                                   retry_failed=retry_failed,
-                                                   keep_corrupt=keep_corrupt)
+            jobs_submitted = [] if submitter is None else slurm_executor.submit(
+                submitter, store, items, retry_failed=retry_failed, keep_corrupt=keep_corrupt)
         except slurm_executor.SubmitError as error:
             submit_error, jobs_submitted = error, error.jobs
         for item, job in jobs_submitted:

@@ -24,7 +24,9 @@ import re
 import statistics
 import sys
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -34,6 +36,9 @@ from audit.protocol import Claim, Protocol
 from audit.sequential import FIRST_STAGE, STAGE_STEP, Design
 from audit.store import Store
 from transfg.run_files import RunFileError, load_object, read_provenance, write_json
+
+if TYPE_CHECKING:  # (runner is imported where it is used)
+    from audit.runner import Row
 
 RECORD = ".sequential"
 FIXED_SEEDS = 5  # the fixed design the report compares with: 5 seeds per group
@@ -98,9 +103,10 @@ def part_groups(claim: Claim, protocol: Protocol, part: dict | None = None) -> l
     else:
         frameworks = list(claim.frameworks or protocol.frameworks)
     if claim.kind in ("value", "equivalence"):
-        arms = [claim.arm]
+        arms = [verdict.required(claim, "arm", claim.arm)]
     elif claim.kind == "comparison":
-        arms = [claim.better, claim.worse]
+        arms = [verdict.required(claim, "better", claim.better),
+                verdict.required(claim, "worse", claim.worse)]
     else:
         arms = list(claim.arms)
     return [(arm, framework) for arm in arms for framework in frameworks]
@@ -142,7 +148,7 @@ class Look:
 class Progress:
     design: Design
     looks: list[Look] = field(default_factory=list)
-    pending: list = field(default_factory=list)  # runner Rows the next stage still needs
+    pending: list[Row] = field(default_factory=list)  # the runs the next stage still needs
     stage: int | None = None  # the stage `pending` belongs to
     groups: list[Group] = field(default_factory=list)  # the groups that stage extends
     stop: str = ""  # why no stage is pending: decided, last stage, cap
@@ -164,9 +170,9 @@ def prefix(table: pd.DataFrame, counts: dict[Group, int], labels: list[str]) -> 
     return table[mask]
 
 
-def progress(protocol: Protocol, rows: list, table: pd.DataFrame, design: Design, *,
+def progress(protocol: Protocol, rows: list[Row], table: pd.DataFrame, design: Design, *,
              seed: int = 0, cap: int | None = None, decide: Callable | None = None,
-             retry: set[str] = frozenset()) -> Progress:
+             retry: AbstractSet[str] = frozenset()) -> Progress:
     """The stages done so far, each look's verdicts, and the runs the next stage needs, from
     the matrix rows (`runner.matrix` with the design's seeds) and their results table.
 
@@ -177,7 +183,7 @@ def progress(protocol: Protocol, rows: list, table: pd.DataFrame, design: Design
     """
     decide = decide or (lambda view: verdict.decide(protocol, view, seed, design=design))
     labels = seed_labels(protocol, design.max_seeds)
-    by_group: dict[Group, dict[str, object]] = {}
+    by_group: dict[Group, dict[str, Row]] = {}
     for row in rows:
         if row.run.protocol == protocol.name:
             by_group.setdefault((row.run.arm, row.run.framework), {})[row.run.seed_label] = row
@@ -199,9 +205,10 @@ def progress(protocol: Protocol, rows: list, table: pd.DataFrame, design: Design
             counts[g] = seeds
         view = prefix(mine, counts, labels)
         verdicts = decide(view)
-        run_ids = {g: [r.run.run_id for label in labels[:n]
+        run_ids = {g: [r.run.run_id for label in labels[:n]  # (a done run has its id)
                        if (r := by_group.get(g, {}).get(label)) is not None
-                       and r.state == "done"] for g, n in counts.items()}
+                       and r.state == "done" and r.run.run_id is not None]
+                   for g, n in counts.items()}
         result.looks.append(Look(number, seeds, dict(counts), list(active), verdicts,
                                  run_ids))
         active = groups_to_extend(protocol, verdicts)
@@ -361,15 +368,17 @@ def until_decided(store: Store, protocol: Protocol, inputs, *, max_seeds: int | 
           + (f"; budget {budget_hours:g} device-hours" if budget_hours is not None else ""),
           file=out)
     seeds = {protocol.name: design.max_seeds}
-    status, told, tried = 0, 0, set()
+    status, told = 0, 0
+    tried: set[str] = set()
     while True:
         rows = runner.matrix(store, [protocol], inputs, max_seeds=seeds)
-        unavailable = {r.run.missing for r in rows if r.state == "unavailable"}
+        unavailable = runner.unavailable_reasons(rows)
         if unavailable:
-            for reason in sorted(unavailable):
+            for reason in unavailable:
                 print(f"unavailable: {reason}", file=out)
             return 2
-        retry = {r.run.run_id for r in rows if r.state in ("failed", "diverged")} - tried \
+        # from here on every row has its spec and run id
+        retry = {r.run_id for r in rows if r.state in ("failed", "diverged")} - tried \
             if retry_failed else set()  # failed runs are retried once per call
         table = collect(rows)
         prog = progress(protocol, rows, table, design, seed=seed, cap=cap, retry=retry)
@@ -390,6 +399,9 @@ def until_decided(store: Store, protocol: Protocol, inputs, *, max_seeds: int | 
                   "stages", file=out)
             bad = [r for r in rows if r.state in runner.BAD_STATES]
             return max(status, 1 if bad else 0)
+        stage = prog.stage
+        if stage is None:  # `progress` sets the stage with its pending runs
+            raise RuntimeError(f"{protocol.name}: pending runs without their stage")
         if record is None:
             write_record(store, protocol, design)
             record = read_record(store, protocol)
@@ -397,7 +409,7 @@ def until_decided(store: Store, protocol: Protocol, inputs, *, max_seeds: int | 
         running = [r for r in prog.pending if r.state == "running" or r.run.run_id in queued]
         runnable = [r for r in prog.pending if r not in running]
         if not runnable:
-            print(f"stage {prog.stage} ({design.stages[prog.stage - 1]} seeds per group): "
+            print(f"stage {stage} ({design.stages[stage - 1]} seeds per group): "
                   f"{len(running)} runs still running or queued; run `audit run "
                   "--until-decided` again when they have finished (`audit status` follows "
                   "them)", file=out)
@@ -426,10 +438,10 @@ def until_decided(store: Store, protocol: Protocol, inputs, *, max_seeds: int | 
                 file=out)
             return max(status, 1)
         groups = ", ".join(f"{a} / {f}" for a, f in prog.groups)
-        distinct = len({r.run.run_id for r in runnable})  # two arms may share a run
-        print(f"stage {prog.stage}: {distinct} runs, {design.stages[prog.stage - 1]} seeds "
+        n_runs = len({r.run_id for r in runnable})  # two arms may share a run
+        print(f"stage {stage}: {n_runs} runs, {design.stages[stage - 1]} seeds "
               f"per group for {groups}", file=out)
-        tried |= {r.run.run_id for r in runnable}
+        tried |= {r.run_id for r in runnable}
         submitted: list = []
         code = runner.run(store, [protocol], inputs, rows=runnable, executor=executor,
                           jobs=jobs, retry_failed=retry_failed, keep_corrupt=keep_corrupt,

@@ -203,6 +203,9 @@ class Store:
 
     def repair_status(self, run_id: str, inspection: Inspection) -> None:
         """A done run whose status.json is damaged or disagrees: rewrite it from result.json."""
+        if inspection.result is None:
+            raise ValueError(f"run {run_id}: only a done run's status is rewritten, this one "
+                             f"is {inspection.state}")
         write_json(self.path(run_id) / STATUS,
                    {"status": "finished", "step": inspection.result["steps"],
                     "message": "status rewritten from result.json by the runner",
@@ -226,8 +229,9 @@ class Store:
             spec = load_object(self.path(run_id) / SPEC)
         except RunFileError:
             return {}
-        notes = spec.get("notes") if isinstance(spec.get("notes"), dict) else {}
-        train = spec.get("train") if isinstance(spec.get("train"), dict) else {}
+        notes, train = spec.get("notes"), spec.get("train")
+        notes = notes if isinstance(notes, dict) else {}
+        train = train if isinstance(train, dict) else {}
         return {"protocol": notes.get("protocol"), "arm": notes.get("arm"),
                 "seed": notes.get("seed"), "framework": spec.get("framework"),
                 "steps": train.get("steps")}
@@ -237,7 +241,7 @@ class Store:
         changes the change time, which no user can set back, so equal keys mean an unchanged
         file (a copied store has new keys everywhere: it is read once more)."""
         folder = str(self.path(run_id))
-        keys = {}
+        keys: dict[str, list[int] | None] = {}
         for name in names:
             try:
                 st = os.stat(os.path.join(folder, name))
@@ -387,8 +391,10 @@ def check_identity(folder: Path, run_id: str) -> None:
 
     spec = read_spec(folder)
     provenance = read_provenance(folder)
-    found = run_id_of(spec, RecordedFingerprints(provenance["fingerprints"],
-                                                 folder / PROVENANCE))
+    # plan.run_id takes any object with of_data, of_weights and of_official, but is annotated
+    # with plan.Fingerprints; the ignore goes when plan.py takes a typing.Protocol instead
+    found = run_id_of(spec, RecordedFingerprints(  # type: ignore[arg-type]
+        provenance["fingerprints"], folder / PROVENANCE))
     if found != run_id:
         raise RunFileError(folder / SPEC, f"hashes to {found}, not to its folder's run "
                                                  "id: changed after the run, or moved")

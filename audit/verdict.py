@@ -86,7 +86,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -95,6 +95,8 @@ from scipy import special
 from audit import sequential, stats
 from audit.protocol import Claim, Protocol
 from transfg.run_files import RunFileError
+
+T = TypeVar("T")
 
 ALPHA = 0.05
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
@@ -329,9 +331,10 @@ def seeds_text(part: dict) -> str:
             f"({100 * POWER:.0f}% power at {spread.text()}")
     if part.get("spread_scale", 1.0) != 1.0:
         text += ", times sqrt(2) for the difference of two runs"
-    if high is not None and high > more:
+    # `high` was computed from the spread's upper end (`_plan`): where it is, upper() is too
+    if high is not None and high > more and (upper := spread.upper()) is not None:
         text += (f"; up to {high} if the spread is at the upper end of its one-sided "
-                 f"{100 * SPREAD_BOUND:.0f}% interval, {100 * spread.upper():.2f} points")
+                 f"{100 * SPREAD_BOUND:.0f}% interval, {100 * upper:.2f} points")
     elif high is None and spread.source in ("observed", "pooled"):
         text += ("; more than the calculation tries (1000 runs) if the spread is at the upper "
                  f"end of its one-sided {100 * SPREAD_BOUND:.0f}% interval")
@@ -425,7 +428,7 @@ def value_part(values, target: float, delta: float, *, tests: int = 1,
             design, looks, [test(target - delta, "greater"), test(target + delta, "less")],
             [test(target + delta, "greater"), test(target - delta, "less")])
         decided = _sequential_verdict(
-            part, seq, over, f"inside {band}", f"{side} {pct(target)} beyond the tolerance "
+            design, part, seq, over, f"inside {band}", f"{side} {pct(target)} beyond the tolerance "
             f"{100 * delta:.2f}")
         return part | decided | (_no_plan() if decided["verdict"] != INCONCLUSIVE else _plan(
             _equivalence_needed(delta, difference, alpha_not), _observed(values, prior), n))
@@ -450,12 +453,12 @@ def value_part(values, target: float, delta: float, *, tests: int = 1,
                              _observed(values, prior), n)
 
 
-def _sequential_verdict(part: dict, seq: dict, over: str, claim: str, opposite: str) -> dict:
+def _sequential_verdict(design: sequential.Design, part: dict, seq: dict, over: str, claim: str,
+                        opposite: str) -> dict:
     """A part's verdict under the group-sequential design: its repeated p-values (smallest over
     its looks) replace the fixed-sample ones (kept as `fixed_p_value`, `fixed_p_not`); the
     sentence names the looks and both p's. The statistics' own warnings at earlier looks (a
     prefix with zero spread) are not evidence about the data as a whole and are not kept."""
-    design = _DESIGN.get()
     alpha_not = part["alpha_not"]
     final = tuple(seq["looks"])
     record = {"looks": seq["looks"], "history": seq["history"], "design": design.to_dict(),
@@ -496,16 +499,27 @@ def decide_value(claim: Claim, protocol: Protocol, table: pd.DataFrame | Runs,
                  reading: str) -> Verdict:
     runs = Runs.of(table)
     column = reading_column(reading)
-    target, delta = claim.paper / 100, claim.tolerance / 100
+    arm = required(claim, "arm", claim.arm)
+    paper, tolerance = required(claim, "paper", claim.paper), required(claim, "tolerance",
+                                                                 claim.tolerance)
+    target, delta = paper / 100, tolerance / 100
     frameworks = _frameworks(claim, protocol)
     prior = prior_spread(protocol, runs, column)
     parts = []
     for framework in frameworks:
-        values = runs.array(claim.arm, framework, column)
+        values = runs.array(arm, framework, column)
         parts.append({"framework": framework} | value_part(values, target, delta,
                                                            tests=len(frameworks), prior=prior))
-    return _finish(claim, parts, f"{claim.arm}: paper {claim.paper:.2f}% +- "
-                   f"{claim.tolerance:.2f}, {reading} reading", len(frameworks))
+    return _finish(claim, parts, f"{arm}: paper {paper:.2f}% +- {tolerance:.2f}, {reading} "
+                   "reading", len(frameworks))
+
+
+def required(claim: Claim, name: str, value: T | None) -> T:
+    """A field that claims of this kind have (protocol.py requires it when it reads them), e.g.
+    `required(claim, "arm", claim.arm)`."""
+    if value is None:
+        raise ValueError(f"claim {claim.id}: a {claim.kind} claim without {name}")
+    return value
 
 
 def _frameworks(claim: Claim, protocol: Protocol) -> list[str]:
@@ -587,7 +601,7 @@ def comparison_part(a, b, margin: float, rng: np.random.Generator, *, tests: int
         def test(alternative):
             return lambda j: stats.t_test(diff[:looks[j]], margin, alternative)
 
-        decided = _sequential_verdict(part, sequential.sequential_p(
+        decided = _sequential_verdict(design, part, sequential.sequential_p(
             design, looks, [test("greater")], [test("less")]), f"difference {pts(mean)} over "
             f"{n} seed pairs", f"above the margin {100 * margin:.2f}",
             f"below the margin {100 * margin:.2f}")
@@ -671,7 +685,7 @@ def welch_comparison_part(a, b, margin: float, rng: np.random.Generator, *, test
         def test(alternative):
             return lambda j: stats.welch_test(a[:looks[j]], b[:looks[j]], margin, alternative)
 
-        decided = _sequential_verdict(part, sequential.sequential_p(
+        decided = _sequential_verdict(design, part, sequential.sequential_p(
             design, looks, [test("greater")], [test("less")], pivotal=False),
             f"difference {pts(mean)} {over}", f"above the margin {100 * margin:.2f}",
             f"below the margin {100 * margin:.2f}")
@@ -741,17 +755,18 @@ def decide_comparison(claim: Claim, protocol: Protocol, table: pd.DataFrame | Ru
     column = reading_column(reading)
     steps = "final_step" if reading == "final" else "best_step"
     margin = (claim.margin or 0.0) / 100
+    better, worse = required(claim, "better", claim.better), required(claim, "worse", claim.worse)
     frameworks = _frameworks(claim, protocol)
     prior = prior_spread(protocol, runs, column)
     parts = []
     for framework in frameworks:
         part = {"framework": framework} | two_group_comparison(
-            runs.values(claim.better, framework, column),
-            runs.values(claim.worse, framework, column), margin, rng, tests=len(frameworks),
+            runs.values(better, framework, column),
+            runs.values(worse, framework, column), margin, rng, tests=len(frameworks),
             prior=prior)
         part["examples"] = [] if correct_of is None else example_tests(
-            runs.run_ids(claim.better, framework, steps),
-            runs.run_ids(claim.worse, framework, steps), correct_of, rng)
+            runs.run_ids(better, framework, steps),
+            runs.run_ids(worse, framework, steps), correct_of, rng)
         for example in part["examples"]:
             part["warnings"] += [f"seed {example['seed']}, over test examples: {m}"
                                  for m in example.get("warnings", [])]
@@ -761,7 +776,7 @@ def decide_comparison(claim: Claim, protocol: Protocol, table: pd.DataFrame | Ru
                             f" of {len(part['examples'])} seed pairs ("
                             + "; ".join(f"{e['seed']}: {e['problem']}" for e in unread) + ")")
         parts.append(part)
-    return _finish(claim, parts, f"{claim.better} better than {claim.worse} by at least "
+    return _finish(claim, parts, f"{better} better than {worse} by at least "
                    f"{claim.margin or 0:.2f} points, {reading} reading", len(frameworks))
 
 
@@ -818,7 +833,7 @@ def paired_equivalence_part(a, b, delta: float, *, tests: int = 1,
         def test(null, alternative):
             return lambda j: stats.t_test(diff[:looks[j]], null, alternative)
 
-        decided = _sequential_verdict(part, sequential.sequential_p(
+        decided = _sequential_verdict(design, part, sequential.sequential_p(
             design, looks, [test(-delta, "greater"), test(delta, "less")],
             [test(delta, "greater"), test(-delta, "less")]), over,
             f"inside +-{100 * delta:.2f}", f"beyond the margin {100 * delta:.2f}")
@@ -914,7 +929,7 @@ def welch_equivalence_part(a, b, delta: float, names: tuple[str, str], *, tests:
         def test(null, alternative):
             return lambda j: stats.welch_test(a[:looks[j]], b[:looks[j]], null, alternative)
 
-        decided = _sequential_verdict(part, sequential.sequential_p(
+        decided = _sequential_verdict(design, part, sequential.sequential_p(
             design, looks, [test(-delta, "greater"), test(delta, "less")],
             [test(delta, "greater"), test(-delta, "less")], pivotal=False), over,
             f"inside +-{100 * delta:.2f}", f"beyond the margin {100 * delta:.2f}")
@@ -938,29 +953,31 @@ def decide_equivalence(claim: Claim, protocol: Protocol, table: pd.DataFrame | R
     runs = Runs.of(table)
     frameworks = _frameworks(claim, protocol)
     column = reading_column(reading)
-    delta = claim.margin / 100
+    arm, margin = required(claim, "arm", claim.arm), required(claim, "margin", claim.margin)
+    delta = margin / 100
     pairs = list(itertools.combinations(frameworks, 2))
     prior = prior_spread(protocol, runs, column)
     parts = []
     for first, second in pairs:
-        a = runs.values(claim.arm, first, column)
-        b = runs.values(claim.arm, second, column)
+        a = runs.values(arm, first, column)
+        b = runs.values(arm, second, column)
         seeds, va, vb = paired_by_seed(a, b)
         part: dict[str, Any] = {"framework": f"{first} - {second}"}
-        options = {"tests": len(pairs), "prior": prior}
+        tests = len(pairs)
         if not pairs_by_seed(first, second):
             part |= welch_equivalence_part(a.to_numpy(), b.to_numpy(), delta, (first, second),
-                                           **options)
+                                           tests=tests, prior=prior)
         elif len(seeds) >= 2 or min(len(a), len(b)) < 2:
-            part |= {"seeds": seeds} | paired_equivalence_part(va, vb, delta, **options)
+            part |= {"seeds": seeds} | paired_equivalence_part(va, vb, delta, tests=tests,
+                                                               prior=prior)
         else:
             part |= {"seeds": seeds} | welch_equivalence_part(
-                a.to_numpy(), b.to_numpy(), delta, (first, second), **options,
+                a.to_numpy(), b.to_numpy(), delta, (first, second), tests=tests, prior=prior,
                 why=f"unpaired (Welch): the frameworks share {len(seeds)} "
                     f"seed{'s' if len(seeds) != 1 else ''}, fewer than a paired test needs")
         parts.append(part)
-    return _finish(claim, parts, f"{claim.arm}, {' vs '.join(frameworks)} within "
-                   f"{claim.margin:.2f} points, {reading} reading", len(pairs))
+    return _finish(claim, parts, f"{arm}, {' vs '.join(frameworks)} within "
+                   f"{margin:.2f} points, {reading} reading", len(pairs))
 
 
 # ----------------------------------------------------------------------------------- ranking
@@ -973,14 +990,15 @@ def decide_ranking(claim: Claim, protocol: Protocol, table: pd.DataFrame | Runs,
     runs = Runs.of(table)
     column = reading_column(reading)
     frameworks = _frameworks(claim, protocol)
-    others = [arm for arm in claim.arms if arm != claim.best]
+    best = required(claim, "best", claim.best)
+    others = [arm for arm in claim.arms if arm != best]
     tests = len(frameworks) * len(others)
     prior = prior_spread(protocol, runs, column)
     parts = []
     for framework in frameworks:
         values = {arm: runs.values(arm, framework, column) for arm in claim.arms}
         means = {arm: float(v.mean()) if len(v) else math.nan for arm, v in values.items()}
-        comparisons = {other: two_group_comparison(values[claim.best], values[other], 0.0, rng,
+        comparisons = {other: two_group_comparison(values[best], values[other], 0.0, rng,
                                                    tests=tests, prior=prior)
                        for other in others}
         p_value = max(c["p_value"] for c in comparisons.values())
@@ -1073,8 +1091,8 @@ def decide(protocol: Protocol, table: pd.DataFrame, rng: np.random.Generator | i
     try:
         for index, claim in enumerate(protocol.claims):
             # only comparisons and rankings draw (bootstraps); a generator costs 0.1 ms to make
-            rng = claim_rng(seed, index) if claim.kind in ("comparison", "ranking") else None
-            verdict = decide_claim(claim, protocol, runs, rng, correct_of)
+            drawn = claim_rng(seed, index) if claim.kind in ("comparison", "ranking") else None
+            verdict = decide_claim(claim, protocol, runs, drawn, correct_of)
             verdict.numbers["random_stream"] = [seed, index]
             if design is not None:
                 verdict.numbers["sequential"] = design.to_dict()
@@ -1123,7 +1141,7 @@ def published_intervals(protocol: Protocol, default_test_images: int) -> list[di
         row = {"id": figure.id, "value": figure.value / 100, "n": n, "wilson": interval.to_dict(),
                "arm": figure.arm, "reading": figure.reading, "setting": figure.setting,
                "source": figure.source.__dict__, "framework": figure.framework}
-        paper = papers.get(figure.arm)
+        paper = papers.get(figure.arm) if figure.arm else None
         if paper is not None and paper.id != figure.id:
             p1, p2 = paper.value / 100, figure.value / 100
             se = math.sqrt(p1 * (1 - p1) / n + p2 * (1 - p2) / n)

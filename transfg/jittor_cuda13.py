@@ -201,6 +201,7 @@ def find_nvcc(env: os._Environ | dict, roots: list[Path]) -> Path | None:
     or else the pip packages' one, which Jittor never looks for. A layer's wrapper (set by this
     module in a parent process) stands for the nvcc it wraps."""
     path = env.get("nvcc_path")
+    found: Path | None
     if path:
         found = Path(path)
     else:
@@ -269,10 +270,10 @@ def find_toolkit(env: os._Environ | dict | None = None,
     machine = f"{platform.machine()}-linux-gnu"
     includes += [Path("/usr/include"), Path("/usr/include") / machine]
     libraries += [Path("/usr/lib") / machine, Path("/usr/lib64"), Path("/usr/lib")]
-    includes = tuple(dict.fromkeys(p.resolve() for p in includes if p.is_dir()))
-    libraries = tuple(dict.fromkeys(p.resolve() for p in libraries if p.is_dir()))
-    return CudaToolkit(nvcc=nvcc, version=version, layout=layout, include_dirs=includes,
-                       library_dirs=libraries, cudnn=cudnn_version(includes))
+    include_dirs = tuple(dict.fromkeys(p.resolve() for p in includes if p.is_dir()))
+    library_dirs = tuple(dict.fromkeys(p.resolve() for p in libraries if p.is_dir()))
+    return CudaToolkit(nvcc=nvcc, version=version, layout=layout, include_dirs=include_dirs,
+                       library_dirs=library_dirs, cudnn=cudnn_version(include_dirs))
 
 
 # From the system's folders only CUDA's own files are linked: linking all of /usr/include would

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import math
 import os
 import re
@@ -38,6 +39,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -226,6 +228,7 @@ def identity(checkout: str | Path) -> Identity:
         changed = _changed_code(root)
         if changed == []:
             return Identity(commit, "commit", "clean git checkout", 0, commit)
+        changed = changed or []  # None: git could not tell
         shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5
                                           else "")
         reason = (f"git checkout at {commit[:12]} with changed code: {shown}" if changed else
@@ -240,7 +243,7 @@ def official_args(spec: RunSpec, run_dir: Path) -> list[str]:
     args = [
         "--name", "run", "--dataset", DATASET_NAMES[spec.dataset],
         "--data_root", str(run_dir / OFFICIAL_DATA), "--model_type", "ViT-B_16",
-        "--pretrained_dir", str(Path(spec.weights).resolve()),
+        "--pretrained_dir", str(Path(str(spec.weights)).resolve()),  # check() requires it
         "--output_dir", str(run_dir / OFFICIAL_OUTPUT), "--img_size", str(m.image_size),
         "--train_batch_size", str(t.batch_size * t.accumulation),
         "--gradient_accumulation_steps", str(t.accumulation),
@@ -262,7 +265,8 @@ def command(spec: RunSpec, run_dir: Path) -> list[str]:
     python = spec.official_python or sys.executable
     return [python, "-m", "torch.distributed.run", "--standalone",
             f"--nproc_per_node={spec.devices}", "-m", "transfg.official_compat",
-            str(Path(spec.official_checkout).resolve()), *official_args(spec, run_dir)]
+            str(Path(str(spec.official_checkout)).resolve()),  # RunSpec requires it for official
+            *official_args(spec, run_dir)]
 
 
 def check(spec: RunSpec) -> None:
@@ -281,7 +285,9 @@ class LogReader:
 
     def __init__(self, metrics: MetricsLog, run_dir: Path, effective_batch: int):
         self.metrics, self.run_dir, self.batch = metrics, run_dir, effective_batch
-        self.step, self.eval_step, self.best = 0, None, None
+        self.step = 0
+        self.eval_step: int | None = None
+        self.best: float | None = None
         self.evaluations: list[dict] = []
         self.last = (time.monotonic(), 0)
         self.pending = ""  # a line cut by a chunk boundary, completed by the next chunk
@@ -353,8 +359,9 @@ def run(run_dir: Path) -> dict:
         log.flush()
         process = subprocess.Popen(command(spec, run_dir), cwd=run_dir, env=env,
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        stdout = cast(io.BufferedReader, process.stdout)  # stdout=PIPE: a buffered pipe
         try:
-            while chunk := process.stdout.read1(65536):
+            while chunk := stdout.read1(65536):
                 text = chunk.decode(errors="replace")
                 log.write(text)
                 log.flush()

@@ -194,7 +194,7 @@ class LoopClock:
     """Where the training loop's time goes: `with clock("data"): ...` adds to "data"; the
     breakdown's "other" is the rest of the loop (schedule, metrics lines, progress)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.start = time.monotonic()
         self.spent: dict[str, float] = {}
 

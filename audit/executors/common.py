@@ -10,12 +10,21 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypedDict
 
 from audit import provenance
 from audit.store import Store
 from transfg.jittor_env import site_env
 from transfg.launch import RUNNER_VARIABLE, die_with_parent
 from transfg.run_files import LOG, OUTPUT
+
+
+class WorkItem(TypedDict):
+    """One run for an executor to execute (`audit.runner.work_items`)."""
+    run_id: str
+    spec: dict[str, Any]  # RunSpec.to_dict()
+    fingerprints: dict[str, str | None]  # data, weights_sha256 (and official_commit)
+    label: str  # arm / framework / seed, for people
 
 
 def train_command(spec: dict, run_dir: Path) -> list[str]:
@@ -159,7 +168,7 @@ def run_process(store: Store, run_id: str, spec: dict, fingerprints: dict, comma
     elif status.get("damaged"):
         state = "corrupt"
     else:
-        state = {"failed": "failed", "diverged": "diverged"}.get(status.get("status"),
+        state = {"failed": "failed", "diverged": "diverged"}.get(status.get("status") or "",
                                                                   "interrupted")
     provenance.finish(folder, state, seconds, spec["devices"])
     if state == "done":

@@ -9,7 +9,7 @@ import queue
 import subprocess
 import threading
 
-from audit.executors.common import Outcome, execute
+from audit.executors.common import Outcome, WorkItem, execute
 from audit.executors.progress import Reporter
 from audit.store import Store
 
@@ -40,7 +40,7 @@ def slots(devices: int, jobs: int | None, gpus: list[str] | None = None) -> list
     return [dict(env) for _ in range(count)]
 
 
-def run_local(store: Store, items: list[dict], *, jobs: int | None = None,
+def run_local(store: Store, items: list[WorkItem], *, jobs: int | None = None,
               retry_failed: bool = False, keep_corrupt: bool = False,
               reporter: Reporter | None = None, gpus: list[str] | None = None
               ) -> list[Outcome]:

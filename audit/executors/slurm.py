@@ -29,7 +29,7 @@ from pathlib import Path
 
 import submitit
 
-from audit.executors.common import Outcome, execute
+from audit.executors.common import Outcome, WorkItem, execute
 from audit.executors.progress import Reporter
 from audit.store import Store
 
@@ -139,11 +139,12 @@ class SubmitError(RuntimeError):
         self.jobs = jobs  # the jobs submitted before the failure
 
 
-def submit(executor: submitit.AutoExecutor, store: Store, items: list[dict], *,
-           retry_failed: bool = False, keep_corrupt: bool = False) -> list:
+def submit(executor: submitit.AutoExecutor, store: Store, items: list[WorkItem], *,
+           retry_failed: bool = False, keep_corrupt: bool = False
+           ) -> list[tuple[WorkItem, submitit.Job]]:
     """One job per item, named after its run; SubmitError (with the jobs submitted so far) when
     the cluster refuses one."""
-    jobs = []
+    jobs: list[tuple[WorkItem, submitit.Job]] = []
     for item in items:
         if executor.cluster != "local":
             executor.update_parameters(name=f"audit-{item['run_id']}")
@@ -205,7 +206,7 @@ def _result_ready(job) -> bool:
     return job.paths.result_pickle.exists()
 
 
-def _ended_without_result(item: dict, job, state: str) -> Outcome:
+def _ended_without_result(item: WorkItem, job, state: str) -> Outcome:
     log = Path(job.paths.stderr)
     return Outcome(item["run_id"], "interrupted",
                    message=f"job {job.job_id} ended ({state}) without a result (cancelled, "

@@ -209,7 +209,7 @@ def variance_shares(protocol: Protocol, table: pd.DataFrame, rng: np.random.Gene
     mine = table[table["protocol"] == protocol.name]
     for (arm, framework), rows in mine.groupby(["arm", "framework"]):
         shares = _shares(rows, axes)
-        draws = {axis: [] for axis in shares}
+        draws: dict[str, list[float]] = {axis: [] for axis in shares}
         for _ in range(resamples if shares else 0):
             sample = rows.iloc[rng.integers(0, len(rows), len(rows))]
             again = _shares(sample, axes)
@@ -274,7 +274,7 @@ def gallery_entry(ex, checkpoint: Path, read_split, count: int) -> dict:
         result = ex.explain(bundle, image)
         factor = max(1.0, 160 / max(image.size))
         big = image.resize((round(image.width * factor), round(image.height * factor)),
-                           Image.NEAREST)
+                           Image.Resampling.NEAREST)
         buffer = io.BytesIO()
         ex.draw_boxes(big, ex.scaled(result, factor)).save(buffer, format="PNG")
         truth = (bundle.class_names[sample.label] if bundle.class_names
@@ -304,7 +304,8 @@ def official_deviations(protocol: Protocol, store: Store, table: pd.DataFrame) -
 def environment(store: Store, table: pd.DataFrame) -> dict:
     """From the provenance of the runs in the report (a done run's provenance.json has passed
     its reader already: the store checks the run's identity with it)."""
-    machines, commits, packages, compute, runs = set(), set(), {}, 0.0, 0
+    machines, commits, compute, runs = set(), set(), 0.0, 0
+    packages: dict[str, set[str]] = {}
     for run_id in table["run_id"] if not table.empty else []:
         data = read_provenance(store.path(run_id))
         runs += 1
@@ -362,7 +363,8 @@ def build(protocols: list[Protocol], store: Store, inputs: Inputs, seed: int = 0
             summary.append({"protocol": protocol.name, "id": v.claim.id, "text": v.claim.text,
                             "verdict": v.verdict, "badge": BADGES[v.verdict]})
         variance_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
-        states, corrupt = {}, []
+        states: dict[str, int] = {}
+        corrupt = []
         for row in rows:
             # in stages, a missing run is one no stage has needed (yet): not counted
             if row.run.protocol == protocol.name and not (design and row.state == "missing"):
@@ -457,8 +459,8 @@ def sequential_section(protocol: Protocol, design, rows, table: pd.DataFrame, st
     used = sum(spent.values())
     groups = stages.needed_groups(protocol)
     fixed = [estimate(g) for g in groups]
-    fixed_total = math.nan if any(f is None for f in fixed) else \
-        stages.FIXED_SEEDS * sum(fixed)
+    known = [f for f in fixed if f is not None]
+    fixed_total = math.nan if len(known) < len(fixed) else stages.FIXED_SEEDS * sum(known)
     stop = {"decided": "every claim was decided", "last stage": "the last stage ran",
             "cap": "the seed cap was reached", "": "a stage is still to run"}[progress.stop]
     pending = f"; stage {progress.stage} is still to run ({len(progress.pending)} runs)" \
