@@ -80,8 +80,9 @@ def versions(toolkit, site: Path) -> dict:
     first = {name: next((d / name for d in include if (d / name).is_file()), Path("-"))
              for name in ("cublas_api.h", "curand.h", "cufft.h", "cusparse.h",
                           "cuda_runtime_api.h")}
-    cccl = next((d / "cccl" / "cuda" / "version" for d in include
-                 if (d / "cccl" / "cuda" / "version").is_file()), Path("-"))
+    cccl_h = Path("cccl/cuda/std/__cccl/version.h")  # CCCL_VERSION: MMMmmmppp
+    cccl = next((d / cccl_h for d in include if (d / cccl_h).is_file()), Path("-"))
+    cccl_version = define(cccl, "CCCL_VERSION")
     return {"nvcc": run(str(toolkit.nvcc), "--version").splitlines()[-2:],
             "nvcc_path": str(toolkit.nvcc), "cuda": ".".join(map(str, toolkit.version)),
             "g++": run("g++", "--version").splitlines()[0],
@@ -95,8 +96,9 @@ def versions(toolkit, site: Path) -> dict:
             "cusparse": define(first["cusparse.h"], "CUSPARSE_VER_MAJOR", "CUSPARSE_VER_MINOR",
                                "CUSPARSE_VER_PATCH"),
             "cudnn": toolkit.cudnn,
-            "cccl": define(cccl, "CCCL_MAJOR_VERSION", "CCCL_MINOR_VERSION",
-                           "CCCL_PATCH_VERSION"),
+            "cccl": cccl_version and (f"{int(cccl_version) // 1000000}."
+                                      f"{int(cccl_version) // 1000 % 1000}."
+                                      f"{int(cccl_version) % 1000}"),
             "jittor": importlib.metadata.version("jittor"),
             "cuda_site": str(site)}
 
@@ -205,7 +207,9 @@ def errors(output: str, limit: int = 6) -> list[str]:
     """The compiler's distinct error lines, in order, with folders cut from the paths."""
     seen = []
     for line in strip_colour(output).splitlines():
-        if re.search(r"\berror\b", line) and "errors detected" not in line:
+        if re.match(r"^\s*\d*\s*\|", line):  # g++ quoting the source line at fault
+            continue
+        if re.search(r"\berror\b", line) and not re.search(r"\berrors? detected\b", line):
             line = re.sub(r"(/[^\s:()\"']+/)([^/\s:()\"']+)", r"\2", line.strip())
             if line not in seen:
                 seen.append(line)
@@ -238,6 +242,27 @@ def compile_all(sources: list[Source], work: Path, layer: Layer, toolkit, jobs: 
         list(pool.map(both, enumerate(sources)))
 
 
+def cub_overlay_off(sources: list[Source], layer: Layer, work: Path) -> dict:
+    """What the comparison without the layer cannot show, since an earlier failure hides it:
+    CCCL 3 has no cub::Max, which matters only once the layer's C++17 lets CCCL's headers in.
+    The sources that use it are compiled again with the layer but CCCL's own cub/cub.cuh (the
+    wrapper without its first -I, the layer's cub overlay)."""
+    wrapper = layer.nvcc.read_text()
+    nvcc = work / "cub-overlay-off" / "nvcc"
+    nvcc.parent.mkdir(parents=True, exist_ok=True)
+    nvcc.write_text(wrapper.replace(f'-I"{layer.cub_overlay}" ', ""))
+    nvcc.chmod(0o755)
+    users = [s for s in sources if s.compiler == "nvcc" and "cub::Max" in Path(
+        re.search(r'^"[^"]+"\s+"([^"]+)"', s.command)[1]).read_text(errors="replace")]
+    compiled = {s.name: compile_one(s.command.replace(f'"{layer.nvcc}"', f'"{nvcc}"'),
+                                    nvcc.parent / f"{i:03d}.o")
+                for i, s in enumerate(users)}
+    return {"sources": len(users), "fail": sum(not c.ok for c in compiled.values()),
+            "errors": sorted({re.sub(r"^.*?error:?\s*", "", e)
+                              for c in compiled.values() for e in c.errors}),
+            "names": list(compiled)}
+
+
 def summary(sources: list[Source]) -> dict:
     groups = {}
     for s in sources:
@@ -257,7 +282,8 @@ def causes(sources: list[Source]) -> list[tuple[str, int, list[str]]]:
     for s in sources:
         for line in (s.without_layer.errors if not s.without_layer.ok else []):
             message = re.sub(r"^.*?error:?\s*", "", line)
-            found.setdefault(message, []).append(s.name)
+            if s.name not in found.setdefault(message, []):
+                found[message].append(s.name)
     return sorted(((m, len(names), names[:5]) for m, names in found.items()),
                   key=lambda item: -item[1])
 
@@ -269,7 +295,8 @@ def table(result: dict, sources: list[Source]) -> str:
              f"CCCL {v['cccl']}, cuBLAS {v['cublas']}, cuRAND {v['curand']}, cuFFT "
              f"{v['cufft']}, cuSPARSE {v['cusparse']}, cuDNN {v['cudnn']}. Jittor {v['jittor']}."
              f" Target: sm_90 (H200).", "",
-             f"Jittor's own build of its core with the layer: {result['core_build']['seconds']} s"
+             f"The whole rehearsal: {result['seconds']} s. Jittor's own build of its core with "
+             f"the layer: {result['core_build']['seconds']} s"
              f", exit status {result['core_build']['exit']}, last line: "
              f"`{result['core_build']['end'][:200]}`", "",
              "| group | sources | by nvcc | compile with the layer | fail without | "
@@ -280,6 +307,16 @@ def table(result: dict, sources: list[Source]) -> str:
     lines += ["", "Why they fail without the layer (distinct errors, number of sources):", ""]
     lines += [f"- {n} x `{m[:180]}` ({', '.join(names)}{', ...' if n > 5 else ''})"
               for m, n, names in causes(sources)]
+    off = result.get("cub_overlay_off")
+    if off:
+        lines += ["", f"With the layer but CCCL's own cub/cub.cuh (no cub::Max in CCCL 3): "
+                  f"{off['fail']} of the {off['sources']} sources that use cub::Max fail: "
+                  + "; ".join(f"`{e[:160]}`" for e in off["errors"])]
+    capture = result.get("kernels_capture")
+    if capture:
+        lines += ["", f"Kernels captured from Jittor on the pretend sm_90 device: "
+                  f"{capture['kernels']} by nvcc ({capture['host_operators_by_g++']} host "
+                  f"operators by g++ left out); {'; '.join(capture['printed'])}"]
     failing = [s for s in sources if not s.with_layer.ok]
     lines += ["", f"Failing with the layer: {len(failing)}"]
     lines += [f"- {s.group} {s.name}: {'; '.join(s.with_layer.errors)[:300]}" for s in failing]
@@ -298,6 +335,7 @@ def main() -> int:
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
 
+    start = time.perf_counter()
     site = args.cuda_site.resolve()
     sys.path.insert(0, str(site))  # the nvidia namespace packages, as pip would install them
     search = {"PATH": os.environ.get("PATH", ""),
@@ -312,6 +350,12 @@ def main() -> int:
     groups = args.groups.split(",")
     print(f"jittor_cuda13: {' / '.join(result['versions']['nvcc'])}; layer {layer.folder}")
 
+    stale = cpu_cores(work)
+    if stale:
+        sys.exit(f"jittor_cuda13: {stale[0]} is a Jittor core built without CUDA in the "
+                 "rehearsal's Jittor home; Jittor puts that folder on sys.path before the CUDA "
+                 "build's (main/cu13...), so its CUDA import would load it and fail ('Flags' "
+                 "object has no attribute 'cuda_archs'). Remove it, or give another --work")
     print("jittor_cuda13: Jittor builds its core with CUDA and the layer (minutes)...")
     result["core_build"] = build_core(env, work / "core-build.log")
     cache = core_cache(work)
@@ -325,13 +369,23 @@ def main() -> int:
         sources += kernels
     print(f"jittor_cuda13: {len(sources)} sources, each with and without the layer")
     compile_all(sources, work / "objects", layer, toolkit, args.jobs)
+    if "kernels" in groups:
+        result["cub_overlay_off"] = cub_overlay_off(sources, layer, work)
+    result["seconds"] = round(time.perf_counter() - start, 1)
     result["summary"] = summary(sources)
     result["causes"] = [{"error": m, "sources": n, "examples": e} for m, n, e in causes(sources)]
     result["sources"] = [asdict(s) for s in sources]
     path = write_results(args.name, result, table(result, sources), args.results)
     print(json.dumps(result["summary"], indent=1))
     print(f"jittor_cuda13: results in {path}")
-    return 0 if all(s.with_layer.ok for s in sources) else 1
+    complete = result.get("kernels_capture", {}).get("complete", True)
+    return 0 if complete and all(s.with_layer.ok for s in sources) else 1
+
+
+def cpu_cores(work: Path) -> list[Path]:
+    """Cores built without CUDA (nvcc_path='') in the rehearsal's Jittor home."""
+    return sorted((work / "jittor-home" / ".cache" / "jittor").glob(
+        "jt*/**/main/jittor_core*.so"))
 
 
 def core_cache(work: Path) -> Path:

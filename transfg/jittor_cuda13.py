@@ -27,7 +27,19 @@ Jittor 1.3.11 (2023) predates CUDA 13. Compiling its CUDA sources with nvcc 13.0
    cuDNN 9 also split its library differently: Jittor preloads cuDNN 8's
    `libcudnn_{ops,cnn}_{infer,train}.so`, which the layer links to cuDNN 9's `libcudnn_ops` and
    `libcudnn_cnn`.
-5. Jittor finds headers and libraries beside nvcc only (`<nvcc>/../include`, `../lib64`,
+5. CCCL 3 also removed cub's own functors `cub::Max`, `cub::Min`, `cub::Sum` (deprecated since
+   CCCL 2.8 for `cuda::maximum`, `cuda::minimum`, `cuda::std::plus`); the softmax kernel Jittor
+   generates (jittor/other/code_softmax.py, behind the model's attention) reduces with
+   `cub::Max()`. Stand-in: a `cub/cub.cuh` ahead of CCCL's on nvcc's include path (the wrapper's
+   `-I`) that includes CCCL's and names `cub::Max` again, as `cuda::maximum<>`.
+6. Every fused kernel Jittor generates for CUDA (its elementwise, broadcast and reduce operators
+   fused into one; 108 of the 150 CUDA kernels of a TransFG training step and prediction) includes
+   its `misc/cuda_limits.h`, which takes eight integer limits (`NPP_MAX_32S` and the like) from
+   NPP's `npp.h`. CUDA 13's pip packages have no NPP unless `nvidia-npp` is installed (none on this
+   machine, none in the GPU machines' package list), so each of those kernels fails. Stand-in,
+   only where no `npp.h` is found: an `npp.h` in the layer's `include/` with those eight
+   constants alone (each the limit of its integer type).
+7. Jittor finds headers and libraries beside nvcc only (`<nvcc>/../include`, `../lib64`,
    unversioned `libcublas.so` and the like). CUDA 13's pip packages put everything under
    `site-packages/nvidia/cu13/{bin,include,lib}` and cuDNN under `nvidia/cudnn/`, with versioned
    library names only, and a toolkit may keep cuDNN elsewhere. The layer assembles a CUDA home of
@@ -119,6 +131,36 @@ TRANSFG_CUDNN9_REMOVED(cudnnRNNBackwardWeights)
 """
 
 OVERLAY = {"helper_cuda.h": HELPER_CUDA_H}
+
+CUB_CUH = """\
+// Written by transfg/jittor_cuda13.py: cub's header, found ahead of CCCL's through nvcc's -I.
+// CUDA 13's CCCL 3 removed cub::Max (deprecated since CCCL 2.8), with which the softmax kernel
+// Jittor generates reduces; cuda::maximum<> stands in for it. Jittor uses no other of the removed
+// cub functors (Min, Sum, Equality...).
+#pragma once
+#include_next <cub/cub.cuh>
+#include <cuda/functional>
+CUB_NAMESPACE_BEGIN
+using Max = ::cuda::maximum<>;
+CUB_NAMESPACE_END
+"""
+
+# Jittor's misc/cuda_limits.h includes npp.h for these limits alone; where no NPP is installed
+# (CUDA 13's pip packages without nvidia-npp), the layer's include/ gets this npp.h.
+NPP_H = """\
+// Written by transfg/jittor_cuda13.py: no NPP is installed beside this CUDA, and Jittor's
+// misc/cuda_limits.h includes npp.h for these eight integer limits only (NPP's nppdefs.h has the
+// same values: the limits of the 32- and 64-bit integer types). Nothing of NPP itself is here.
+#pragma once
+#define NPP_MIN_32U (0U)
+#define NPP_MAX_32U (4294967295U)
+#define NPP_MIN_32S (-2147483647 - 1)
+#define NPP_MAX_32S (2147483647)
+#define NPP_MIN_64U (0ULL)
+#define NPP_MAX_64U (18446744073709551615ULL)
+#define NPP_MIN_64S (-9223372036854775807LL - 1)
+#define NPP_MAX_64S (9223372036854775807LL)
+"""
 
 
 # Jittor downloads these sources from GitHub at its first CUDA import (compile_extern.py: cutt,
@@ -312,13 +354,14 @@ def library_links(files: dict[str, Path]) -> dict[str, Path]:
     return links
 
 
-def wrapper_script(nvcc: Path, cccl: Path) -> str:
+def wrapper_script(nvcc: Path, cccl: Path, cub_overlay: Path) -> str:
     return f"""#!/bin/sh
 # Written by transfg/jittor_cuda13.py: the nvcc Jittor 1.3 runs on CUDA 13 ({nvcc}).
 # C++17 where Jittor asks for C++14: CUDA 13's cub and thrust (CCCL 3) refuse older C++, and
 # Jittor turns a C++17 in its flags back into C++14 for nvcc. nvcc has no -iquote; the host
 # compiler, which preprocesses for nvcc, gets it. CCCL's folder, where CUDA 13 moved cub and
-# thrust, is on the include path only with a full toolkit's nvcc.profile: added here.
+# thrust, is on the include path only with a full toolkit's nvcc.profile: added here. The first
+# -I is the layer's cub/cub.cuh, which gives back the cub::Max that CCCL 3 removed.
 for arg do
   shift
   case $arg in
@@ -327,7 +370,7 @@ for arg do
     *) set -- "$@" "$arg" ;;
   esac
 done
-exec "{nvcc}" -isystem "{cccl}" "$@"
+exec "{nvcc}" -I"{cub_overlay}" -isystem "{cccl}" "$@"
 """
 
 
@@ -336,10 +379,11 @@ class Layer:
     folder: Path
     nvcc: Path  # the wrapper: Jittor's nvcc_path
     overlay: Path  # the quote-include folder: -iquote in Jittor's cc_flags
+    cub_overlay: Path  # cub/cub.cuh ahead of CCCL's: the wrapper's first -I
 
     @classmethod
     def at(cls, folder: Path) -> Layer:
-        return cls(folder, folder / "bin" / "nvcc", folder / "overlay")
+        return cls(folder, folder / "bin" / "nvcc", folder / "overlay", folder / "cub-overlay")
 
     @property
     def cc_flag(self) -> str:
@@ -357,8 +401,9 @@ def layer_plan(toolkit: CudaToolkit) -> dict:
             "cudnn": toolkit.cudnn, "layout": toolkit.layout,
             "include": {k: str(v) for k, v in include.items() if k != "cudnn.h"},
             "cudnn.h": CUDNN_H.format(cudnn_h=include["cudnn.h"].resolve()),
+            "npp.h": None if "npp.h" in include else NPP_H,  # a stand-in only where NPP is not
             "lib64": {k: str(v) for k, v in library_links(merged(toolkit.library_dirs)).items()},
-            "overlay": OVERLAY}
+            "overlay": OVERLAY, "cub/cub.cuh": CUB_CUH}
 
 
 def build_layer(toolkit: CudaToolkit, cache: Path) -> Layer:
@@ -372,16 +417,20 @@ def build_layer(toolkit: CudaToolkit, cache: Path) -> Layer:
         return layer
     staging = target.with_name(f"{key}.tmp{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
-    for folder in ("bin", "include", "lib64", "overlay"):
+    for folder in ("bin", "include", "lib64", "overlay", "cub-overlay/cub"):
         (staging / folder).mkdir(parents=True)
     for folder in ("include", "lib64"):
         for name, source in plan[folder].items():
             (staging / folder / name).symlink_to(source)
     (staging / "include" / "cudnn.h").write_text(plan["cudnn.h"])
+    if plan["npp.h"] is not None:
+        (staging / "include" / "npp.h").write_text(plan["npp.h"])
     for name, text in OVERLAY.items():
         (staging / "overlay" / name).write_text(text)
+    (staging / "cub-overlay" / "cub" / "cub.cuh").write_text(plan["cub/cub.cuh"])
     wrapper = staging / "bin" / "nvcc"
-    wrapper.write_text(wrapper_script(toolkit.nvcc, target / "include" / "cccl"))
+    wrapper.write_text(wrapper_script(toolkit.nvcc, target / "include" / "cccl",
+                                      layer.cub_overlay))
     wrapper.chmod(0o755)
     (staging / MANIFEST).write_text(json.dumps(plan, indent=1, sort_keys=True))
     try:

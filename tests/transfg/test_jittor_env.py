@@ -530,8 +530,20 @@ def test_the_layer_is_a_cuda_home_of_links_with_the_names_jittor_asks_for(tmp_pa
     assert list(overlay) == ["helper_cuda.h"]
     assert '#include_next "helper_cuda.h"' in overlay["helper_cuda.h"]
     assert "cudaDevAttrClockRate" in overlay["helper_cuda.h"]
+    # no NPP installed: an npp.h with the eight limits Jittor's cuda_limits.h takes from it
+    npp = (layer.folder / "include" / "npp.h")
+    assert not npp.is_symlink()
+    assert "#define NPP_MAX_32S (2147483647)" in npp.read_text()
     assert jittor_cuda13.build_layer(toolkit, tmp_path / "cache") == layer  # reused
     assert [p.name for p in layer.folder.parent.iterdir()] == [layer.folder.name]
+
+
+def test_an_installed_npp_is_linked_not_replaced(tmp_path, no_system_cuda):
+    nvcc, roots = fake_cuda(tmp_path)
+    (nvcc.parents[1] / "include" / "npp.h").write_text("// NPP\n")
+    layer = jittor_cuda13.build_layer(jittor_cuda13.find_toolkit(no_system_cuda, roots),
+                                      tmp_path / "cache")
+    assert (layer.folder / "include" / "npp.h").resolve() == nvcc.parents[1] / "include" / "npp.h"
 
 
 def test_the_wrapper_gives_nvcc_cpp17_quote_includes_and_cccl(tmp_path, no_system_cuda):
@@ -540,8 +552,12 @@ def test_the_wrapper_gives_nvcc_cpp17_quote_includes_and_cccl(tmp_path, no_syste
                                       tmp_path / "cache")
     done = subprocess.run([str(layer.nvcc), "a.cu", "-std=c++14", "-iquote/o", "-I/i", "-O2"],
                           capture_output=True, text=True, check=True)
-    assert done.stdout.split() == ["-isystem", str(layer.folder / "include" / "cccl"), "a.cu",
+    assert done.stdout.split() == [f"-I{layer.cub_overlay}", "-isystem",
+                                   str(layer.folder / "include" / "cccl"), "a.cu",
                                    "-std=c++17", "-Xcompiler", "-iquote/o", "-I/i", "-O2"]
+    # the first -I holds cub/cub.cuh: CCCL's, with the cub::Max that CCCL 3 removed
+    cub = (layer.cub_overlay / "cub" / "cub.cuh").read_text()
+    assert "#include_next <cub/cub.cuh>" in cub and "using Max = ::cuda::maximum<>;" in cub
     version = subprocess.run([str(layer.nvcc), "--version"], capture_output=True, text=True)
     assert "release 13.0" in version.stdout  # Jittor reads the version through the wrapper
 
