@@ -15,6 +15,7 @@ losses) is not counted, as is usual for MFU.
 
 from __future__ import annotations
 
+from audit.calibrate import forward_flops  # one count of the model's FLOPs, shared
 from transfg.config import ModelConfig
 
 # Dense peak FLOP/s by GPU name fragment and precision (vendor datasheets, without sparsity).
@@ -23,23 +24,6 @@ PEAKS = {
     "H200": {"bf16": 989e12, "fp16": 989e12, "fp32": 67e12},
     "A100": {"bf16": 312e12, "fp16": 312e12, "fp32": 19.5e12},
 }
-
-
-def block(n: int, d: int, m: int) -> int:
-    return 2 * n * (4 * d * d + 2 * d * m) + 4 * n * n * d
-
-
-def forward_flops(config: ModelConfig) -> tuple[int, int]:
-    """(differentiable FLOPs, PSM FLOPs) of one image's forward pass."""
-    t, d, m = config.num_tokens, config.hidden_size, config.mlp_dim
-    embed = 2 * (t - 1) * 3 * config.patch_size ** 2 * d
-    head = 2 * d * config.num_classes
-    if config.variant == "vit":
-        return embed + config.num_layers * block(t, d, m) + head, 0
-    k = config.num_heads
-    body = (config.num_layers - 1) * block(t, d, m) + block(k + 1, d, m)
-    psm = (config.num_layers - 2) * 2 * config.num_heads * t * t
-    return embed + body + head, psm
 
 
 def train_step_flops(config: ModelConfig, batch: int) -> int:
