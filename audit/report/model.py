@@ -30,26 +30,6 @@ BADGES = {verdict.REPRODUCED: "ok", verdict.NOT_REPRODUCED: "bad",
 SCHEMA_VERSION = 1
 SAFE_URL = re.compile(r"^https?://[^\s\"'<>]+$")
 
-# docs/official-code.md, "Where the paper and the code disagree": how a protocol can test each.
-DIFFERENCES = [
-    ("Batch size", "The paper says 16; the official code uses 16 per GPU on 4 GPUs (64).",
-     lambda p: any(a.train.accumulation == 1 and a.train.batch_size == 16
-                   for a in p.arms.values()) and any(a.train.accumulation * a.train.batch_size
-                                                     == 64 for a in p.arms.values())),
-    ("Model selection on the test set", "The official code reports the best of ~100 test-set "
-     "evaluations; the audit reads the final step and shows the best beside it.",
-     lambda p: True),
-    ("part_layer initialisation", "The official code leaves the last block (part_layer) random; "
-     "loading it from the pretrained block 11 is the alternative.",
-     lambda p: any(a.part_layer_init == "pretrained" for a in p.arms.values())),
-    ("AutoAugment", "The paper mentions AutoAugment for every dataset; the code uses it for "
-     "Stanford Cars and iNat2017 only.",
-     lambda p: any(a.train.autoaugment is not None for a in p.arms.values())),
-    ("Contrastive loss batch", "The official loss uses each GPU's batch; gathering across GPUs "
-     "is the alternative (not implemented here).", lambda p: False),
-]
-
-
 def pct(x: float | None, digits: int = 2) -> str:
     return "–" if x is None or not math.isfinite(x) else f"{100 * x:.{digits}f}"
 
@@ -388,8 +368,8 @@ def build(protocols: list[Protocol], store: Store, inputs: Inputs, seed: int = 0
                                                            "of every seed") if groups else "",
             "variance": variance_shares(protocol, table, variance_rng),
             "gallery": gallery(protocol, table, store),
-            "differences": [{"name": name, "text": text, "tested": tested(protocol)}
-                            for name, text, tested in DIFFERENCES],
+            "differences": [{"name": d.name, "text": d.text, "arm": d.arm, "claim": d.claim,
+                             "tested": d.tested} for d in protocol.differences],
             "official_deviations": official_deviations(protocol, store, table),
             "sequential": sequence})
     env = environment(store, table)
