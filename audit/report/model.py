@@ -9,6 +9,7 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -305,6 +306,19 @@ def environment(store: Store, table: pd.DataFrame) -> dict:
             "compute_hours": f"{compute / 3600:.2f}", "compute_seconds": compute}
 
 
+def decide_all(protocols: list[Protocol], table: pd.DataFrame, seed: int,
+               correct_of: Callable | None, designs: dict[str, Any]) -> list[list[verdict.Verdict]]:
+    """Every claim of every protocol decided on the results table, then Holm's correction once
+    over all of them; one list of verdicts per protocol. `correct_of` (per-example correctness
+    from stored predictions) may be None: the tests over test examples are then left out, and
+    every other number is the same."""
+    decided = [verdict.decide(protocol, table, seed, correct_of, holm=False,
+                              design=designs.get(protocol.name))
+               for protocol in protocols]
+    verdict.holm_over([v for verdicts in decided for v in verdicts])
+    return decided
+
+
 def build(protocols: list[Protocol], store: Store, inputs: Inputs, seed: int = 0,
           correct_of: Callable | None = None) -> dict:
     """The report's whole content for these protocols and the runs in the store.
@@ -318,10 +332,8 @@ def build(protocols: list[Protocol], store: Store, inputs: Inputs, seed: int = 0
     table = collect(rows)
     if correct_of is None:
         correct_of = stored_correct(store, table)
-    decided = [verdict.decide(protocol, table, seed, correct_of, holm=False,
-                              design=designs[protocol.name])
-               for protocol in protocols]
-    all_verdicts = verdict.holm_over([v for verdicts in decided for v in verdicts])
+    decided = decide_all(protocols, table, seed, correct_of, designs)
+    all_verdicts = [v for verdicts in decided for v in verdicts]
     sections, summary = [], []
     for index, (protocol, verdicts) in enumerate(zip(protocols, decided, strict=True)):
         published = published_rows(protocol)

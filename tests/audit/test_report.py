@@ -5,6 +5,7 @@ request."""
 
 import http.server
 import json
+import math
 import subprocess
 import sys
 import threading
@@ -221,3 +222,62 @@ def test_the_report_lists_how_the_official_runs_deviate_with_their_counts(tmp_pa
     assert official_deviations(protocol, store, table) == [
         {"text": "no resume", "runs": 2, "of": 2},
         {"text": "no CUDA: the CPU", "runs": 1, "of": 2}]
+
+
+EXAMPLES = Path(__file__).parents[2] / "reports" / "examples"
+
+
+def example_table():
+    import pandas as pd
+
+    # round_trip: the CSV's floats read back bit for bit (pandas' fast parser may miss by an ulp)
+    return pd.read_csv(EXAMPLES / "default-runs.csv", float_precision="round_trip")
+
+
+def same(actual, expected) -> bool:
+    """The JSON's number (null for a NaN or a missing one) equals the model's, to 1e-12."""
+    if expected is None:
+        return actual is None or (isinstance(actual, float) and math.isnan(actual))
+    return actual == pytest.approx(expected, rel=1e-12, abs=1e-15)
+
+
+def test_the_example_reports_numbers_follow_from_its_committed_results_table():
+    """reports/examples/default.json holds what the report model computes from the committed
+    results table (default-runs.csv) of protocols/default.toml: every claim's verdict, estimate,
+    interval ends, p-values (Holm's included) and seeds needed, and each arm's mean. The default
+    protocol's claims read per-seed accuracies only; the tests over test examples need the stored
+    predictions and are left out (they draw after every other number of their claim)."""
+    from audit.protocol import load
+    from audit.report import model
+
+    protocol = load(PROTOCOLS / "default.toml")
+    data = json.loads((EXAMPLES / "default.json").read_text())
+    table = example_table()
+    [verdicts] = model.decide_all([protocol], table, data["bootstrap_seed"], None, {})
+    recorded = {v["claim"]: v for v in data["verdicts"]}
+    assert [v.claim.id for v in verdicts] == list(recorded)
+    for v in verdicts:
+        r = recorded[v.claim.id]
+        assert (v.verdict, v.more_seeds) == (r["verdict"], r["more_seeds"]), v.claim.id
+        assert same(v.p_value, r["p_value"])
+        assert same(v.p_not_reproduced, r["p_not_reproduced"])
+        for key in ("p_holm", "p_not_reproduced_holm", "holm_family", "more_seeds_high"):
+            assert same(v.numbers.get(key), r["numbers"].get(key)), (v.claim.id, key)
+        assert len(v.parts) == len(r["parts"])
+        for part, rp in zip(v.parts, r["parts"], strict=True):
+            assert part["verdict"] == rp["verdict"]
+            for key in ("mean_difference", "mean_a", "mean_b", "sd", "p_value", "p_not",
+                        "more_seeds", "more_seeds_high", "spread"):
+                assert same(part.get(key), rp.get(key)), (v.claim.id, key)
+            for key in ("ci90", "ci_not", "probability_of_improvement"):
+                for end in ("estimate", "low", "high", "level"):
+                    assert same((part.get(key) or {}).get(end), (rp.get(key) or {}).get(end)), \
+                        (v.claim.id, key, end)
+    arms = {(a["arm"], a["framework"]): a for a in data["sections"][0]["arms"]}
+    for arm in model.arm_summaries(protocol, table):
+        recorded_arm = arms[arm["arm"], arm["framework"]]
+        assert same(arm["final_points"], recorded_arm["final_points"])
+        assert same(arm["best_points"], recorded_arm["best_points"])
+        assert f"{100 * arm['_mean']:.2f}" == recorded_arm["mean"]
+        assert f"[{100 * arm['_ci'].low:.2f}, {100 * arm['_ci'].high:.2f}]" == \
+            recorded_arm["ci"]
