@@ -3,9 +3,11 @@
 A protocol names the paper, the dataset, a base model and training configuration, arms (named
 overrides of the base, which may extend one another), frameworks, seeds, which reading its claims
 use (final-step or best-of-evaluations accuracy), the claims, the figures others published with
-their sources, and a `smoke` size for a quick check. The format is versioned (PROTOCOL_VERSION)
+their sources, the differences between the paper and the official code with the arm or claim
+that tests each, and a `smoke` size for a quick check. The format is versioned (PROTOCOL_VERSION)
 and documented by example in `protocols/default.toml`; every key is listed in the tables below
-(TOP, PAPER, DATA, ARM, SOURCE, PUBLISHED, SMOKE, CLAIM_COMMON, CLAIM_KIND).
+(TOP, PAPER, DATA, ARM, SOURCE, PUBLISHED, DIFFERENCE, SMOKE, SEQUENTIAL, CLAIM_COMMON,
+CLAIM_KIND).
 
 Validation collects every error before it reports (file, key path, bad value, what is allowed,
 "did you mean" for misspelled keys); `load` raises ProtocolError with all of them. Each arm, after
@@ -25,6 +27,7 @@ import difflib
 import itertools
 import tomllib
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,6 +92,20 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class Difference:
+    """Where the paper and the official code disagree, and what in the protocol tests it."""
+
+    name: str
+    text: str
+    arm: str | None = None  # the arm that tests it (runs the other side of the difference)
+    claim: str | None = None  # the claim that tests it
+
+    @property
+    def tested(self) -> bool:
+        return self.arm is not None or self.claim is not None
+
+
+@dataclass(frozen=True)
 class Arm:
     name: str
     model: ModelConfig
@@ -129,6 +146,8 @@ class Protocol:
     # `audit run --until-decided`: the group-sequential design (audit/sequential.py): spending,
     # and stages (cumulative seeds per group) or first, step and max_seeds; None: the defaults
     sequential: dict[str, Any] | None = None
+    # where the paper and the official code disagree, and which arm or claim tests each
+    differences: tuple[Difference, ...] = ()
 
     @property
     def seed_axes(self) -> tuple[str, ...]:
@@ -210,6 +229,7 @@ TOP = {
     "published": (_any, False),
     "smoke": (_table, False),
     "sequential": (_table, False),
+    "differences": (_any, False),
 }
 PAPER = {"title": (_string, True), "authors": (_string_list, False), "venue": (_string, False),
          "year": (_positive_int, False), "url": (_string, False), "citation": (_string, False)}
@@ -222,6 +242,8 @@ PUBLISHED = {"id": (_string, True), "value": (_percent, True), "source": (_table
              "setting": (_string, True), "arm": (_string, False),
              "reading": (_one_of(PUBLISHED_READINGS), False),
              "test_images": (_positive_int, False), "framework": (_string, False)}
+DIFFERENCE = {"name": (_string, True), "text": (_string, True), "arm": (_string, False),
+              "claim": (_string, False)}
 SPENDING = ("obrien-fleming", "pocock")  # audit.sequential.SPENDING
 
 
@@ -270,15 +292,29 @@ def _show(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
+def did_you_mean(name: str, options: Iterable[str]) -> str:
+    """"; did you mean 'x'?" with the closest of `options`, or "" when none is close."""
+    close = difflib.get_close_matches(name, list(options), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def check_arm(errors: Errors, path: str, name: str, arms: Iterable[str]) -> bool:
+    """Whether `name` is an arm; if not, the error names it, the closest arm and every arm."""
+    arms = list(arms)
+    if name in arms:
+        return True
+    errors.add(path, f"{name!r} is not an arm{did_you_mean(name, arms)}; arms: {', '.join(arms)}")
+    return False
+
+
 def check_table(errors: Errors, path: str, table: dict, schema: dict) -> dict:
     """Unknown keys (with suggestions), missing required keys, bad values; returns the keys that
     passed."""
     good = {}
     for key, value in table.items():
         if key not in schema:
-            close = difflib.get_close_matches(key, schema, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            errors.add(_show(path, key), f"unknown key{hint}; allowed: {', '.join(schema)}")
+            errors.add(_show(path, key),
+                       f"unknown key{did_you_mean(key, schema)}; allowed: {', '.join(schema)}")
             continue
         problem = schema[key][0](value)
         if problem:
@@ -323,9 +359,8 @@ def check_overrides(errors: Errors, path: str, table: dict, kind, skip=()) -> di
     good = {}
     for key, value in table.items():
         if key not in types:
-            close = difflib.get_close_matches(key, types, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            errors.add(_show(path, key), f"unknown key{hint}; allowed: {', '.join(types)}")
+            errors.add(_show(path, key),
+                       f"unknown key{did_you_mean(key, types)}; allowed: {', '.join(types)}")
             continue
         problem = _type_problem(value, types[key])
         if problem:
@@ -373,11 +408,8 @@ def _parse_seeds(errors: Errors, value: Any) -> dict[str, tuple[int, ...]]:
     return {axis: seed_list(f"seeds.{axis}", items) for axis, items in good.items()}
 
 
-def _resolve_arms(errors: Errors, arms_table: dict, base_model: dict, base_train: dict,
-                  origins: dict[str, dict[str, str]] | None = None) -> dict[str, Arm]:
-    """The arms with `extends` resolved. `origins` receives, per arm, the key path that set each
-    of its model fields (`model.num_classes`, `arms.NAME.model.num_classes`); fields left at the
-    preset's default have none."""
+def _arm_tables(errors: Errors, arms_table: dict) -> dict[str, dict]:
+    """Each [arms.NAME] table checked against ARM (an unquoted dotted name gets a hint)."""
     raw = {}
     for name, table in arms_table.items():
         nested = [key for key, value in table.items() if isinstance(value, dict)
@@ -391,52 +423,67 @@ def _resolve_arms(errors: Errors, arms_table: dict, base_model: dict, base_train
             errors.bad(f"arms.{name}", table, "a table of overrides (model, train, extends...)")
             continue
         raw[name] = check_table(errors, f"arms.{name}", table, ARM)
+    return raw
 
-    def chain(name, seen):
-        if name in seen:
-            errors.add(f"arms.{name}.extends", f"cycle: {' -> '.join([*seen, name])}")
-            return None
-        parent = raw[name].get("extends")
-        if parent is None:
-            return [name]
-        if parent not in raw:
-            close = difflib.get_close_matches(parent, raw, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            errors.add(f"arms.{name}.extends",
-                       f"{parent!r} is not an arm{hint}; arms: {', '.join(raw)}")
-            return None
-        above = chain(parent, [*seen, name])
-        return None if above is None else [*above, name]
 
+def _lineage(errors: Errors, raw: dict[str, dict], name: str,
+             seen: tuple[str, ...] = ()) -> list[str] | None:
+    """The arm's `extends` chain, root first; None (with the error) for a cycle or a parent
+    that is not an arm."""
+    if name in seen:
+        errors.add(f"arms.{name}.extends", f"cycle: {' -> '.join([*seen, name])}")
+        return None
+    parent = raw[name].get("extends")
+    if parent is None:
+        return [name]
+    if not check_arm(errors, f"arms.{name}.extends", parent, raw):
+        return None
+    above = _lineage(errors, raw, parent, (*seen, name))
+    return None if above is None else [*above, name]
+
+
+def _build_arm(errors: Errors, name: str, lineage: list[str], raw: dict[str, dict],
+               base_model: dict, base_train: dict, origins: dict[str, dict[str, str]] | None
+               ) -> Arm | None:
+    """One arm: the base, then each ancestor's overrides in order (its own last)."""
+    model, train, part_layer_init = dict(base_model), dict(base_train), "random"
+    origin = {key: f"model.{key}" for key in base_model}
+    for ancestor in lineage:
+        table = raw[ancestor]
+        overrides = check_overrides(Errors("_"), "", table.get("model", {}), ModelConfig)
+        model |= overrides
+        origin |= {key: f"arms.{ancestor}.model.{key}" for key in overrides}
+        train |= check_overrides(Errors("_"), "", table.get("train", {}), TrainConfig)
+        part_layer_init = table.get("part_layer_init", part_layer_init)
+    check_overrides(errors, f"arms.{name}.model", raw[name].get("model", {}), ModelConfig)
+    check_overrides(errors, f"arms.{name}.train", raw[name].get("train", {}), TrainConfig)
+    preset = model.pop("preset", "vit_b16")
+    try:
+        config = MODEL_PRESETS[preset](**model)
+    except (ValueError, TypeError) as error:
+        errors.add(f"arms.{name}.model", str(error))
+        return None
+    train_config = TrainConfig(**train)
+    for problem in train_config.errors():
+        errors.add(f"arms.{name}", problem)
+    if origins is not None:
+        origins[name] = origin | {"preset": preset}
+    return Arm(name, config, train_config, part_layer_init, raw[name].get("description", ""))
+
+
+def _resolve_arms(errors: Errors, arms_table: dict, base_model: dict, base_train: dict,
+                  origins: dict[str, dict[str, str]] | None = None) -> dict[str, Arm]:
+    """The arms with `extends` resolved. `origins` receives, per arm, the key path that set each
+    of its model fields (`model.num_classes`, `arms.NAME.model.num_classes`); fields left at the
+    preset's default have none."""
+    raw = _arm_tables(errors, arms_table)
     arms = {}
     for name in raw:
-        lineage = chain(name, [])
-        if lineage is None:
-            continue
-        model, train, part_layer_init = dict(base_model), dict(base_train), "random"
-        origin = {key: f"model.{key}" for key in base_model}
-        for ancestor in lineage:
-            table = raw[ancestor]
-            overrides = check_overrides(Errors("_"), "", table.get("model", {}), ModelConfig)
-            model |= overrides
-            origin |= {key: f"arms.{ancestor}.model.{key}" for key in overrides}
-            train |= check_overrides(Errors("_"), "", table.get("train", {}), TrainConfig)
-            part_layer_init = table.get("part_layer_init", part_layer_init)
-        check_overrides(errors, f"arms.{name}.model", raw[name].get("model", {}), ModelConfig)
-        check_overrides(errors, f"arms.{name}.train", raw[name].get("train", {}), TrainConfig)
-        preset = model.pop("preset", "vit_b16")
-        try:
-            config = MODEL_PRESETS[preset](**model)
-        except (ValueError, TypeError) as error:
-            errors.add(f"arms.{name}.model", str(error))
-            continue
-        train_config = TrainConfig(**train)
-        for problem in train_config.errors():
-            errors.add(f"arms.{name}", problem)
-        arms[name] = Arm(name, config, train_config, part_layer_init,
-                         raw[name].get("description", ""))
-        if origins is not None:
-            origins[name] = origin | {"preset": preset}
+        lineage = _lineage(errors, raw, name)
+        arm = None if lineage is None else _build_arm(errors, name, lineage, raw, base_model,
+                                                      base_train, origins)
+        if arm is not None:
+            arms[name] = arm
     return arms
 
 
@@ -493,8 +540,8 @@ def _parse_published(errors: Errors, items: Any, arms) -> tuple[Published, ...]:
             source_good = check_table(errors, f"{path}.source", good["source"], SOURCE)
             if not {"kind", "citation"} - set(source_good):
                 source = Source(**source_good)
-        if good.get("arm") is not None and good["arm"] not in arms:
-            errors.add(f"{path}.arm", f"{good['arm']!r} is not an arm; arms: {', '.join(arms)}")
+        if good.get("arm") is not None:
+            check_arm(errors, f"{path}.arm", good["arm"], arms)
         if "id" in good:
             if good["id"] in ids:
                 errors.add(f"{path}.id", f"{good['id']!r} is used twice; ids are unique")
@@ -504,6 +551,88 @@ def _parse_published(errors: Errors, items: Any, arms) -> tuple[Published, ...]:
     return tuple(result)
 
 
+def _ranking_ok(errors: Errors, path: str, good: dict, frameworks, figures) -> bool:
+    ok = True
+    if "best" in good and "arms" in good and good["best"] not in good["arms"]:
+        errors.add(f"{path}.best", f"{good['best']!r} is not among the ranked arms "
+                   f"{good['arms']}")
+        ok = False
+    if len(good.get("arms", [])) < 2:
+        errors.add(f"{path}.arms", "a ranking needs at least 2 arms")
+        ok = False
+    return ok
+
+
+def _comparison_ok(errors: Errors, path: str, good: dict, frameworks, figures) -> bool:
+    if good.get("better") == good.get("worse") is not None:
+        errors.add(f"{path}.worse", "compares an arm with itself")
+        return False
+    return True
+
+
+def _equivalence_ok(errors: Errors, path: str, good: dict, frameworks, figures) -> bool:
+    if len(good.get("frameworks", frameworks)) < 2:
+        errors.add(f"{path}.frameworks", "an equivalence between frameworks needs at least 2 "
+                   "frameworks")
+        return False
+    return True
+
+
+def _value_ok(errors: Errors, path: str, good: dict, frameworks, figures) -> bool:
+    source, paper = good.get("source"), good.get("paper")
+    if source in figures and paper is not None and abs(figures[source] - paper) > 1e-9:
+        errors.add(f"{path}.paper", f"{paper} differs from the value {figures[source]} of its "
+                   f"source {source!r}")
+        return False
+    return True
+
+
+# Per claim kind, what its fields must satisfy beyond their types (errors added; False: refused).
+CLAIM_CHECKS = {"value": _value_ok, "comparison": _comparison_ok,
+                "equivalence": _equivalence_ok, "ranking": _ranking_ok}
+
+
+def _claim_references_ok(errors: Errors, path: str, good: dict, arms, frameworks,
+                         published_ids: set[str]) -> bool:
+    """The arms, frameworks and published figure a claim names exist."""
+    ok = all(check_arm(errors, f"{path}.{key}", good[key], arms)
+             for key in ("arm", "better", "worse", "best") if key in good)
+    for name in good.get("arms", []):
+        ok = check_arm(errors, f"{path}.arms", name, arms) and ok
+    for name in good.get("frameworks", []):
+        if name not in frameworks:
+            errors.add(f"{path}.frameworks", f"{name!r} is not among the protocol's "
+                       f"frameworks ({', '.join(frameworks)})")
+            ok = False
+    if "source" in good and good["source"] not in published_ids:
+        errors.add(f"{path}.source", f"{good['source']!r} is not the id of a [[published]] "
+                   f"figure; ids: {', '.join(sorted(published_ids)) or '(none)'}")
+        ok = False
+    return ok
+
+
+def _parse_claim(errors: Errors, path: str, item: dict, arms, frameworks,
+                 published: tuple[Published, ...], ids: set[str]) -> Claim | None:
+    """One [[claims]] table: its kind's keys, its references, its kind's checks, a unique id."""
+    kind = item.get("kind")
+    schema = CLAIM_COMMON | (CLAIM_KIND.get(kind, {}) if isinstance(kind, str) else {})
+    good = check_table(errors, path, item, schema)
+    if not isinstance(kind, str) or kind not in CLAIM_KIND:
+        return None
+    figures = {p.id: p.value for p in published}
+    ok = _claim_references_ok(errors, path, good, arms, frameworks, set(figures))
+    ok = CLAIM_CHECKS[kind](errors, path, good, frameworks, figures) and ok
+    if "id" in good:
+        if good["id"] in ids:
+            errors.add(f"{path}.id", f"{good['id']!r} is used twice; ids are unique")
+        ids.add(good["id"])
+    required = {k for k, (_, req) in schema.items() if req}
+    if not ok or required - set(good):
+        return None
+    tuples = {key: tuple(good[key]) for key in ("arms", "frameworks") if key in good}
+    return Claim(**(good | tuples))
+
+
 def _parse_claims(errors: Errors, items: Any, arms, frameworks, published
                   ) -> tuple[Claim, ...]:
     if items is None:
@@ -511,84 +640,63 @@ def _parse_claims(errors: Errors, items: Any, arms, frameworks, published
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         errors.bad("claims", items, "an array of tables ([[claims]])")
         return ()
-    published_ids = {p.id for p in published}
-    result, ids = [], set()
+    ids: set[str] = set()
+    found = [_parse_claim(errors, f"claims[{i}]", item, arms, frameworks, published, ids)
+             for i, item in enumerate(items)]
+    return tuple(claim for claim in found if claim is not None)
+
+
+def _parse_differences(errors: Errors, items: Any, arms, claims: Any
+                       ) -> tuple[Difference, ...]:
+    """[[differences]]: each names an arm or a claim of this protocol that tests it, or
+    neither (not tested). `claims` is the raw [[claims]] array: a claim refused for another
+    reason still counts as named."""
+    if items is None:
+        return ()
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        errors.bad("differences", items, "an array of tables ([[differences]])")
+        return ()
+    claim_ids = [c["id"] for c in claims if isinstance(c, dict) and isinstance(c.get("id"), str)] \
+        if isinstance(claims, list) else []
+    result, names = [], set()
     for i, item in enumerate(items):
-        path = f"claims[{i}]"
-        kind = item.get("kind")
-        schema = CLAIM_COMMON | CLAIM_KIND.get(kind, {})
-        good = check_table(errors, path, item, schema)
-        if kind not in CLAIM_KIND:
-            continue
-
-        def arm_ok(key, name, path=path):
-            if name not in arms:
-                close = difflib.get_close_matches(name, arms, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                errors.add(f"{path}.{key}", f"{name!r} is not an arm{hint}; arms: "
-                           f"{', '.join(arms)}")
-                return False
-            return True
-
-        ok = all(arm_ok(key, good[key]) for key in ("arm", "better", "worse", "best")
-                 if key in good)
-        for name in good.get("arms", []):
-            ok = arm_ok("arms", name) and ok
-        if "best" in good and "arms" in good and good["best"] not in good["arms"]:
-            errors.add(f"{path}.best", f"{good['best']!r} is not among the ranked arms "
-                       f"{good['arms']}")
+        path = f"differences[{i}]"
+        good = check_table(errors, path, item, DIFFERENCE)
+        ok = "arm" not in good or check_arm(errors, f"{path}.arm", good["arm"], arms)
+        if "claim" in good and good["claim"] not in claim_ids:
+            errors.add(f"{path}.claim", f"{good['claim']!r} is not a claim"
+                       f"{did_you_mean(good['claim'], claim_ids)}; claims: "
+                       f"{', '.join(claim_ids) or '(none)'}")
             ok = False
-        if kind == "ranking" and len(good.get("arms", [])) < 2:
-            errors.add(f"{path}.arms", "a ranking needs at least 2 arms")
-            ok = False
-        if kind == "comparison" and good.get("better") == good.get("worse") is not None:
-            errors.add(f"{path}.worse", "compares an arm with itself")
-            ok = False
-        for name in good.get("frameworks", []):
-            if name not in frameworks:
-                errors.add(f"{path}.frameworks", f"{name!r} is not among the protocol's "
-                           f"frameworks ({', '.join(frameworks)})")
-                ok = False
-        if kind == "equivalence" and len(good.get("frameworks", frameworks)) < 2:
-            errors.add(f"{path}.frameworks", "an equivalence between frameworks needs at "
-                       "least 2 frameworks")
-            ok = False
-        figures = {p.id: p.value for p in published}
-        if kind == "value" and good.get("source") in figures and "paper" in good and \
-                abs(figures[good["source"]] - good["paper"]) > 1e-9:
-            errors.add(f"{path}.paper", f"{good['paper']} differs from the value "
-                       f"{figures[good['source']]} of its source {good['source']!r}")
-            ok = False
-        if "source" in good and good["source"] not in published_ids:
-            errors.add(f"{path}.source", f"{good['source']!r} is not the id of a [[published]] "
-                       f"figure; ids: {', '.join(sorted(published_ids)) or '(none)'}")
-            ok = False
-        if "id" in good:
-            if good["id"] in ids:
-                errors.add(f"{path}.id", f"{good['id']!r} is used twice; ids are unique")
-            ids.add(good["id"])
-        required = {k for k, (_, req) in schema.items() if req}
-        if ok and not required - set(good):
-            good = dict(good)
-            for key in ("arms", "frameworks"):
-                if key in good:
-                    good[key] = tuple(good[key])
-            result.append(Claim(**good))
+        if "name" in good:
+            if good["name"] in names:
+                errors.add(f"{path}.name", f"{good['name']!r} is used twice; names are unique")
+            names.add(good["name"])
+        if ok and not {"name", "text"} - set(good):
+            result.append(Difference(**good))
     return tuple(result)
 
 
-def parse(data: dict, file: str, path: Path | None = None) -> Protocol:
-    """A validated Protocol from parsed TOML; raises ProtocolError with every problem."""
-    errors = Errors(file)
-    top = check_table(errors, "", data, TOP)
-    paper = check_table(errors, "paper", top.get("paper", {}), PAPER) if "paper" in top else {}
-    data_table = check_table(errors, "data", top["data"], DATA) if "data" in top else {}
-    dataset = data_table.get("dataset")
+def _parse_sequential(errors: Errors, table: dict) -> dict[str, Any]:
+    sequential = check_table(errors, "sequential", table, SEQUENTIAL)
+    stages, most = sequential.get("stages"), sequential.get("max_seeds")
+    if stages and most is not None and stages[-1] != most:
+        errors.add("sequential.max_seeds", f"{most} differs from the last stage "
+                   f"{stages[-1]}; give one of them (the last stage is the most seeds)")
+    if stages and ("first" in sequential or "step" in sequential):
+        errors.add("sequential.stages", "give either stages or first and step, not both")
+    if "first" in sequential and most is not None and sequential["first"] > most:
+        errors.add("sequential.first", f"{sequential['first']} is above max_seeds {most}")
+    return sequential
+
+
+def _parse_base(errors: Errors, top: dict, data_table: dict) -> tuple[str | None, dict, dict]:
+    """The dataset's name, the base [model] (with its preset) and the base [train]."""
     from transfg.data.readers import DATASETS
 
-    if dataset is not None:
-        if dataset not in DATASETS:
-            errors.bad("data.dataset", dataset, ", ".join(DATASETS))
+    dataset = data_table.get("dataset")
+    if dataset is not None and dataset not in DATASETS:
+        errors.bad("data.dataset", dataset, ", ".join(DATASETS))
     model_table = dict(top.get("model", {}))
     preset = model_table.pop("preset", None)
     base_model = check_overrides(errors, "model", model_table, ModelConfig)
@@ -598,35 +706,43 @@ def parse(data: dict, file: str, path: Path | None = None) -> Protocol:
         else:
             errors.bad("model.preset", preset, ", ".join(MODEL_PRESETS))
     base_train = check_overrides(errors, "train", top.get("train", {}), TrainConfig)
-    arms: dict[str, Arm] = {}
-    origins: dict[str, dict[str, Any]] = {}
-    if "arms" in top:
-        if not top["arms"]:
-            errors.add("arms", "empty; a protocol needs at least one arm")
-        arms = _resolve_arms(errors, top["arms"], base_model, base_train, origins)
+    return dataset, base_model, base_train
+
+
+def _parse_frameworks(errors: Errors, top: dict) -> tuple[str, ...]:
     frameworks = tuple(top.get("frameworks", ()))
     for name in frameworks:
         if name not in FRAMEWORKS:
             errors.bad("frameworks", name, ", ".join(FRAMEWORKS))
     if len(set(frameworks)) != len(frameworks):
         errors.add("frameworks", f"{list(frameworks)} names a framework twice")
+    return frameworks
+
+
+def parse(data: dict, file: str, path: Path | None = None) -> Protocol:
+    """A validated Protocol from parsed TOML; raises ProtocolError with every problem."""
+    from transfg.data.readers import DATASETS
+
+    errors = Errors(file)
+    top = check_table(errors, "", data, TOP)
+    paper = check_table(errors, "paper", top.get("paper", {}), PAPER) if "paper" in top else {}
+    data_table = check_table(errors, "data", top["data"], DATA) if "data" in top else {}
+    dataset, base_model, base_train = _parse_base(errors, top, data_table)
+    arms: dict[str, Arm] = {}
+    origins: dict[str, dict[str, Any]] = {}
+    if "arms" in top:
+        if not top["arms"]:
+            errors.add("arms", "empty; a protocol needs at least one arm")
+        arms = _resolve_arms(errors, top["arms"], base_model, base_train, origins)
+    frameworks = _parse_frameworks(errors, top)
     if dataset in DATASETS:
         _check_against_dataset(errors, dataset, arms, origins, frameworks)
     seeds = _parse_seeds(errors, data["seeds"]) if "seeds" in data else {}
     published = _parse_published(errors, top.get("published"), arms)
     claims = _parse_claims(errors, top.get("claims"), arms, frameworks, published)
+    differences = _parse_differences(errors, top.get("differences"), arms, top.get("claims"))
     smoke = Smoke(**check_table(errors, "smoke", top.get("smoke", {}), SMOKE))
-    sequential = None
-    if "sequential" in top:
-        sequential = check_table(errors, "sequential", top["sequential"], SEQUENTIAL)
-        stages, most = sequential.get("stages"), sequential.get("max_seeds")
-        if stages and most is not None and stages[-1] != most:
-            errors.add("sequential.max_seeds", f"{most} differs from the last stage "
-                       f"{stages[-1]}; give one of them (the last stage is the most seeds)")
-        if stages and ("first" in sequential or "step" in sequential):
-            errors.add("sequential.stages", "give either stages or first and step, not both")
-        if "first" in sequential and most is not None and sequential["first"] > most:
-            errors.add("sequential.first", f"{sequential['first']} is above max_seeds {most}")
+    sequential = _parse_sequential(errors, top["sequential"]) if "sequential" in top else None
     if errors.items:
         raise ProtocolError(errors.items)
     assert isinstance(dataset, str)  # data.dataset is required: its absence is an error above
@@ -636,7 +752,7 @@ def parse(data: dict, file: str, path: Path | None = None) -> Protocol:
                     seeds=seeds, reading=top.get("reading", "final"), claims=claims,
                     published=published, smoke=smoke, devices=top.get("devices", 1),
                     description=top.get("description", ""), seed_sd=top.get("seed_sd"),
-                    sequential=sequential)
+                    sequential=sequential, differences=differences)
 
 
 def load(path: str | Path) -> Protocol:

@@ -385,24 +385,10 @@ def value_part(values, target: float, delta: float, *, tests: int = 1,
     n = len(values)
     prior = prior or Spread(DEFAULT_SEED_SD, "default")
     alpha_not = ALPHA / tests
-    band = f"{pct(target)} +- {100 * delta:.2f}"
     part: dict[str, Any] = {"seeds": n, "target": target, "tolerance": delta, "p_value": 1.0,
                             "p_not": 1.0, "alpha_not": alpha_not, "warnings": []}
-    if n == 0:
-        return part | {"verdict": INCONCLUSIVE, "why": "no finished runs yet"} | _plan(
-            _equivalence_needed(delta, 0.0, alpha_not), prior, 0)
-    mean = float(values.mean())
-    difference = mean - target
-    part |= {"mean": mean, "values": [float(v) for v in values]}
-    if n == 1:
-        return part | {"verdict": INCONCLUSIVE,
-                       "why": f"one seed ({pct(mean)}) gives no interval over seeds"} | _plan(
-            _equivalence_needed(delta, difference, alpha_not), prior, n)
-    if np.ptp(values) == 0:
-        return part | {"verdict": INCONCLUSIVE, "sd": 0.0, "zero_spread": True,
-                       "warnings": [f"zero spread: all {n} seeds give exactly {pct(mean)}"],
-                       "why": f"all {n} seeds give exactly {pct(mean)}: {ZERO_SPREAD}"} | _plan(
-            _equivalence_needed(delta, difference, alpha_not), prior, n)
+    if n < 2 or np.ptp(values) == 0:
+        return _value_without_interval(part, values, target, delta, prior)
     with recorded_warnings() as evidence:
         tost = stats.tost_one_sample(values, target, delta, ALPHA)
         p_not, side = _side_p(stats.t_test(values, target + delta, "greater"),
@@ -411,46 +397,89 @@ def value_part(values, target: float, delta: float, *, tests: int = 1,
         prediction = stats.prediction_interval(values)
         best = stats.expected_best_of_n(values, BEST_OF)
         ci95 = stats.t_interval(values)
-    sd = float(np.std(values, ddof=1))
-    part |= {"sd": sd, "ci90": tost.ci.to_dict(), "ci_not": ci_not.to_dict(), "ci95":
-             ci95.to_dict(), "tost_p": tost.p_value, "p_value": _p(tost.p_value), "p_not": p_not,
-             "prediction": prediction.to_dict(), "paper_in_prediction": prediction.contains(target),
-             "expected_best_of_5": best, "warnings": evidence}
-    over = f"mean {pct(mean)} over {n} seeds"
+    part |= {"mean": float(values.mean()), "values": [float(v) for v in values],
+             "sd": float(np.std(values, ddof=1)), "ci90": tost.ci.to_dict(),
+             "ci_not": ci_not.to_dict(), "ci95": ci95.to_dict(), "tost_p": tost.p_value,
+             "p_value": _p(tost.p_value), "p_not": p_not, "prediction": prediction.to_dict(),
+             "paper_in_prediction": prediction.contains(target), "expected_best_of_5": best,
+             "warnings": evidence}
     design = _DESIGN.get()
     if design is not None:
-        looks = design.looks(n)
+        return _value_sequential(design, part, values, side, prior)
+    decided = _value_fixed(part, tost, ci_not, side, tests)
+    return part | decided | ({} if decided["verdict"] != INCONCLUSIVE else _plan(
+        _equivalence_needed(delta, part["mean"] - target, alpha_not), _observed(values, prior),
+        n))
 
-        def test(null, alternative):
-            return lambda j: stats.t_test(values[:looks[j]], null, alternative)
 
-        seq = sequential.sequential_p(
-            design, looks, [test(target - delta, "greater"), test(target + delta, "less")],
-            [test(target + delta, "greater"), test(target - delta, "less")])
-        decided = _sequential_verdict(
-            design, part, seq, over, f"inside {band}", f"{side} {pct(target)} beyond the tolerance "
-            f"{100 * delta:.2f}")
-        return part | decided | (_no_plan() if decided["verdict"] != INCONCLUSIVE else _plan(
-            _equivalence_needed(delta, difference, alpha_not), _observed(values, prior), n))
+def _value_without_interval(part: dict, values: np.ndarray, target: float, delta: float,
+                            prior: Spread) -> dict:
+    """No runs, one run, or runs that all agree: inconclusive, with the seeds needed planned
+    on the prior spread."""
+    n, alpha_not = len(values), part["alpha_not"]
+    if n == 0:
+        return part | {"verdict": INCONCLUSIVE, "why": "no finished runs yet"} | _plan(
+            _equivalence_needed(delta, 0.0, alpha_not), prior, 0)
+    mean = float(values.mean())
+    plan = _plan(_equivalence_needed(delta, mean - target, alpha_not), prior, n)
+    part |= {"mean": mean, "values": [float(v) for v in values]}
+    if n == 1:
+        return part | {"verdict": INCONCLUSIVE,
+                       "why": f"one seed ({pct(mean)}) gives no interval over seeds"} | plan
+    return part | {"verdict": INCONCLUSIVE, "sd": 0.0, "zero_spread": True,
+                   "warnings": [f"zero spread: all {n} seeds give exactly {pct(mean)}"],
+                   "why": f"all {n} seeds give exactly {pct(mean)}: {ZERO_SPREAD}"} | plan
+
+
+def _value_band(part: dict) -> str:
+    return f"{pct(part['target'])} +- {100 * part['tolerance']:.2f}"
+
+
+def _value_over(part: dict) -> str:
+    return f"mean {pct(part['mean'])} over {part['seeds']} seeds"
+
+
+def _value_sequential(design: sequential.Design, part: dict, values: np.ndarray, side: str,
+                      prior: Spread) -> dict:
+    """A value part under the group-sequential design: TOST and its opposite at every look."""
+    target, delta, n = part["target"], part["tolerance"], part["seeds"]
+    looks = design.looks(n)
+
+    def test(null, alternative):
+        return lambda j: stats.t_test(values[:looks[j]], null, alternative)
+
+    seq = sequential.sequential_p(
+        design, looks, [test(target - delta, "greater"), test(target + delta, "less")],
+        [test(target + delta, "greater"), test(target - delta, "less")])
+    decided = _sequential_verdict(
+        design, part, seq, _value_over(part), f"inside {_value_band(part)}",
+        f"{side} {pct(target)} beyond the tolerance {100 * delta:.2f}")
+    return part | decided | (_no_plan() if decided["verdict"] != INCONCLUSIVE else _plan(
+        _equivalence_needed(delta, part["mean"] - target, part["alpha_not"]),
+        _observed(values, prior), n))
+
+
+def _value_fixed(part: dict, tost: stats.Tost, ci_not: stats.Interval, side: str,
+                 tests: int) -> dict:
+    """A value part's verdict from its fixed-sample tests, and the sentence that says why."""
+    target, delta, p_not = part["target"], part["tolerance"], part["p_not"]
+    over, band = _value_over(part), _value_band(part)
     if tost.equivalent:
-        return part | {"verdict": REPRODUCED, "more_seeds": None,
-                       "why": f"{over}, 90% interval {interval_text(tost.ci, pct)} inside {band} "
-                              f"(TOST p = {tost.p_value:.3g})"}
+        return {"verdict": REPRODUCED, "more_seeds": None,
+                "why": f"{over}, 90% interval {interval_text(tost.ci, pct)} inside {band} "
+                       f"(TOST p = {tost.p_value:.3g})"}
     edge = target + delta if side == "above" else target - delta
-    if p_not < alpha_not:
-        return part | {"verdict": NOT_REPRODUCED, "more_seeds": None,
-                       "why": f"{over} is {abs(100 * difference):.2f} points {side} "
-                              f"{pct(target)}, beyond the tolerance {100 * delta:.2f}: its "
-                              f"{level_text(ci_not.level)} interval{_corrected(tests)} "
-                              f"{interval_text(ci_not, pct)} lies wholly {side} {pct(edge)} "
-                              f"(one-sided p = {p_not:.3g})"}
-    return part | {"verdict": INCONCLUSIVE,
-                   "why": f"{over} (sd {100 * sd:.2f} points), 90% interval "
-                          f"{interval_text(tost.ci, pct)}: neither inside {band} nor wholly "
-                          f"outside it" + _outside_uncorrected(tost.ci, target, delta, tests,
-                                                               ci_not, pct)
-                   } | _plan(_equivalence_needed(delta, difference, alpha_not),
-                             _observed(values, prior), n)
+    if p_not < part["alpha_not"]:
+        return {"verdict": NOT_REPRODUCED, "more_seeds": None,
+                "why": f"{over} is {abs(100 * (part['mean'] - target)):.2f} points {side} "
+                       f"{pct(target)}, beyond the tolerance {100 * delta:.2f}: its "
+                       f"{level_text(ci_not.level)} interval{_corrected(tests)} "
+                       f"{interval_text(ci_not, pct)} lies wholly {side} {pct(edge)} "
+                       f"(one-sided p = {p_not:.3g})"}
+    return {"verdict": INCONCLUSIVE,
+            "why": f"{over} (sd {100 * part['sd']:.2f} points), 90% interval "
+                   f"{interval_text(tost.ci, pct)}: neither inside {band} nor wholly outside it"
+                   + _outside_uncorrected(tost.ci, target, delta, tests, ci_not, pct)}
 
 
 def _sequential_verdict(design: sequential.Design, part: dict, seq: dict, over: str, claim: str,
@@ -894,15 +923,7 @@ def welch_equivalence_part(a, b, delta: float, names: tuple[str, str], *, tests:
                             "warnings": []}
     runs = f"{n_a} {names[0]} and {n_b} {names[1]} runs"
     if min(n_a, n_b) < 2:  # no variance for a group: plan with the prior spread
-        missing = [name for name, n in zip(names, (n_a, n_b), strict=True) if n == 0]
-        difference = float(a.mean() - b.mean()) if n_a and n_b else 0.0
-        varying, other = _welch_spreads(a, b, prior)
-        plan = _plan(_equivalence_needed(delta, difference, alpha_not, welch=other.sd), varying,
-                     min(n_a, n_b))
-        return part | {"verdict": INCONCLUSIVE,
-                       "why": f"{why}: no finished runs yet of {' and '.join(missing)}"
-                              if missing else f"{why}: {runs}; the Welch interval needs at "
-                              "least 2 runs of each"} | plan
+        return _welch_equivalence_too_few(part, a, b, names, why, runs, prior)
     mean = float(a.mean() - b.mean())
     part |= {"mean_a": float(a.mean()), "mean_b": float(b.mean()), "mean_difference": mean}
     if np.ptp(a) == 0 and np.ptp(b) == 0:
@@ -924,15 +945,7 @@ def welch_equivalence_part(a, b, delta: float, names: tuple[str, str], *, tests:
     over = f"{why}, mean difference {pts(mean)} between {runs}"
     design = _DESIGN.get()
     if design is not None:
-        looks = design.looks(max(n_a, n_b))
-
-        def test(null, alternative):
-            return lambda j: stats.welch_test(a[:looks[j]], b[:looks[j]], null, alternative)
-
-        decided = _sequential_verdict(design, part, sequential.sequential_p(
-            design, looks, [test(-delta, "greater"), test(delta, "less")],
-            [test(delta, "greater"), test(-delta, "less")], pivotal=False), over,
-            f"inside +-{100 * delta:.2f}", f"beyond the margin {100 * delta:.2f}")
+        decided = _welch_equivalence_sequential(design, part, a, b, over)
     else:
         decided = _equivalence_verdict(part, over, tost.ci, ci_not, side, tests)
     if decided["verdict"] != INCONCLUSIVE:
@@ -944,6 +957,39 @@ def welch_equivalence_part(a, b, delta: float, names: tuple[str, str], *, tests:
     varying, other = _welch_spreads(a, b, prior)
     return part | decided | _plan(_equivalence_needed(delta, mean, alpha_not, welch=other.sd),
                                   varying, min(n_a, n_b))
+
+
+def _welch_equivalence_too_few(part: dict, a: np.ndarray, b: np.ndarray,
+                               names: tuple[str, str], why: str, runs: str,
+                               prior: Spread) -> dict:
+    """A group with fewer than 2 runs: no Welch interval; the seeds needed are planned with the
+    prior spread for it."""
+    n_a, n_b = len(a), len(b)
+    missing = [name for name, n in zip(names, (n_a, n_b), strict=True) if n == 0]
+    difference = float(a.mean() - b.mean()) if n_a and n_b else 0.0
+    varying, other = _welch_spreads(a, b, prior)
+    plan = _plan(_equivalence_needed(part["margin"], difference, part["alpha_not"],
+                                     welch=other.sd), varying, min(n_a, n_b))
+    return part | {"verdict": INCONCLUSIVE,
+                   "why": f"{why}: no finished runs yet of {' and '.join(missing)}"
+                          if missing else f"{why}: {runs}; the Welch interval needs at "
+                          "least 2 runs of each"} | plan
+
+
+def _welch_equivalence_sequential(design: sequential.Design, part: dict, a: np.ndarray,
+                                  b: np.ndarray, over: str) -> dict:
+    """A Welch equivalence under the group-sequential design (a union bound over the looks:
+    Welch's statistics are not pivotal)."""
+    delta = part["margin"]
+    looks = design.looks(max(len(a), len(b)))
+
+    def test(null, alternative):
+        return lambda j: stats.welch_test(a[:looks[j]], b[:looks[j]], null, alternative)
+
+    return _sequential_verdict(design, part, sequential.sequential_p(
+        design, looks, [test(-delta, "greater"), test(delta, "less")],
+        [test(delta, "greater"), test(-delta, "less")], pivotal=False), over,
+        f"inside +-{100 * delta:.2f}", f"beyond the margin {100 * delta:.2f}")
 
 
 def decide_equivalence(claim: Claim, protocol: Protocol, table: pd.DataFrame | Runs, reading,

@@ -112,13 +112,13 @@ def main() -> None:
         store, out = Store(folder / "runs"), folder / "reports"
 
         def html_json():
-            context = model.build([protocol], store, Inputs())
-            assert len(context["results"]) == args.runs
-            render.write(context, out, "bench", ("html", "json"))
+            report = model.build([protocol], store, Inputs())
+            assert len(report.results) == args.runs
+            render.write(report, out, "bench", ("html", "json"))
 
         def with_pdf():
-            context = model.build([protocol], store, Inputs())
-            render.write(context, out, "bench", ("html", "json", "pdf"))
+            report = model.build([protocol], store, Inputs())
+            render.write(report, out, "bench", ("html", "json", "pdf"))
 
         times = median_seconds({"build_html_json": html_json, "build_html_json_pdf": with_pdf},
                                warmup=1, repeats=args.repeats)

@@ -1,3 +1,4 @@
-"""The report: `model.py` computes every number and sentence, `charts.py` draws them (inline SVG,
-matplotlib), `render.py` fills the Jinja2 templates in `templates/` and writes HTML, PDF, JSON, CSV
-and the Papers-with-Code model index."""
+"""The report in two steps: `model.py` computes the typed report model (numbers only: `Report`,
+`build`), `render.py` writes it out: HTML from the Jinja2 templates in `templates/`, PDF, JSON (the
+model as it is), CSV and the Papers-with-Code model index, with the formatting in `text.py` (Jinja
+filters) and the charts drawn by `charts.py` (inline SVG, matplotlib)."""

@@ -1,4 +1,5 @@
-"""Charts as inline SVG strings (matplotlib, text kept as text so it is searchable and small).
+"""Charts as inline SVG strings (matplotlib, text kept as text so it is searchable and small),
+drawn from the report model when the report is rendered.
 
 Every chart is a horizontal strip of accuracies: one row per source (the paper, each published
 report, our runs per framework) with its 95% interval; our runs also show each seed as a dot,
@@ -8,8 +9,12 @@ from __future__ import annotations
 
 import io
 import math
+from typing import TYPE_CHECKING
 
 import matplotlib
+
+if TYPE_CHECKING:
+    from audit.report.model import ClaimView, Section
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -92,3 +97,42 @@ def seed_distribution(groups: list[dict], title: str) -> str:
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     return _svg(fig)
+
+
+def claim_chart(claim: ClaimView, section: Section) -> str:
+    """The claim's arms: the paper and the published figures, then our runs per framework
+    (final and best-of-evaluations); "" when there is nothing to draw."""
+    rows: list[dict] = []
+    for figure in section.published:
+        if figure.arm in claim.arms:
+            rows.append({"label": f"{figure.id} ({figure.kind})", "kind": figure.kind,
+                         "value": 100 * figure.value, "low": 100 * figure.wilson.low,
+                         "high": 100 * figure.wilson.high,
+                         "marker": "D" if figure.reading == "best" else "o"})
+    for arm in section.arms:
+        if arm.arm not in claim.arms or arm.seeds == 0:
+            continue
+        if claim.frameworks and arm.framework not in claim.frameworks:
+            continue
+        label = f"ours: {arm.arm} / {arm.framework}"
+        for suffix, mean, values, ci, marker in (
+                (" final", arm.mean, arm.final, arm.ci, {}),
+                (" best", arm.best_mean, arm.best, arm.best_ci, {"marker": "D"})):
+            assert mean is not None  # an arm with seeds has its means
+            rows.append({"label": label + suffix, "kind": arm.framework, **marker,
+                         "value": 100 * mean, "points": [100 * v for v in values],
+                         "low": 100 * ci.low if ci else None,
+                         "high": 100 * ci.high if ci else None})
+    if not rows:
+        return ""
+    band = (100 * claim.band[0], 100 * claim.band[1]) if claim.band else None
+    return strip_chart(rows, claim.id, band)
+
+
+def seed_chart(section: Section) -> str:
+    """Every seed's final accuracy per arm and framework; "" without runs."""
+    groups = [{"label": f"{a.arm} / {a.framework}", "kind": a.framework,
+               "points": [100 * v for v in a.final]} for a in section.arms if a.seeds]
+    if not groups:
+        return ""
+    return seed_distribution(groups, f"{section.name}: final accuracy of every seed")

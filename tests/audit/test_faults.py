@@ -131,7 +131,7 @@ def test_a_damaged_result_is_corrupt_named_counted_apart_and_run_again(store, ca
     assert code == 1 and f"run {folder.name}: result.json:" in out, out
     report = read_json(store.root.parent / "report" / "default.json")
     assert len(report["results"]) == 3  # left out, never miscounted as done
-    assert report["sections"][0]["states"] == "1 corrupt, 3 done"
+    assert report["sections"][0]["states"] == {"corrupt": 1, "done": 3}
     assert "Corrupt runs" in (store.root.parent / "report" / "default.html").read_text()
     out = store.assert_repaired(capsys)
     assert "moved aside" in out

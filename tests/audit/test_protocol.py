@@ -61,6 +61,16 @@ kind = "comparison"
 text = "TransFG beats ViT."
 better = "transfg"
 worse = "vit"
+
+[[differences]]
+name = "Batch size"
+text = "The paper says 16; the official code uses 64."
+arm = "vit"
+
+[[differences]]
+name = "Model selection"
+text = "The official code reports the best test-set evaluation."
+claim = "value"
 """
 
 # (case, replace this, with this, expected message part)
@@ -135,6 +145,19 @@ CORPUS = [
      "(UCI handwritten digits (bundled)) has 10 classes; allowed: 10"),
     ("arms empty", '[arms.transfg]\ndescription = "TransFG"\n\n[arms.vit]\nmodel = { variant = '
      '"vit", contrastive = false }\n', "[arms]\n", "arms: empty"),
+    ("difference tested by an unknown arm", 'arm = "vit"\n\n[[differences]]',
+     'arm = "vitt"\n\n[[differences]]',
+     "differences[0].arm: 'vitt' is not an arm; did you mean 'vit'?; arms: transfg, vit"),
+    ("difference tested by an unknown claim", 'claim = "value"', 'claim = "valeu"',
+     "differences[1].claim: 'valeu' is not a claim; did you mean 'value'?; claims: value, "
+     "beats-vit"),
+    ("difference with a misspelled key", 'claim = "value"', 'claims = "value"',
+     "differences[1].claims: unknown key; did you mean 'claim'?; allowed: name, text, arm, "
+     "claim"),
+    ("difference without text", 'text = "The paper says 16; the official code uses 64."\n',
+     "", "differences[0].text: missing (required)"),
+    ("difference named twice", 'name = "Model selection"', 'name = "Batch size"',
+     "differences[1].name: 'Batch size' is used twice"),
 ]
 
 
@@ -193,6 +216,27 @@ def test_a_declared_seed_spread_is_kept_in_points(tmp_path):
     assert load(write(tmp_path, BASE)).seed_sd is None
     text = BASE.replace('reading = "final"', 'reading = "final"\nseed_sd = 0.3')
     assert load(write(tmp_path, text)).seed_sd == 0.3
+
+
+def test_differences_name_the_arm_or_claim_that_tests_them(tmp_path):
+    from audit.protocol import Difference
+
+    protocol = load(write(tmp_path, BASE.replace('claim = "value"\n', "")))
+    assert protocol.differences == (
+        Difference("Batch size", "The paper says 16; the official code uses 64.", arm="vit"),
+        Difference("Model selection", "The official code reports the best test-set "
+                   "evaluation."))
+    assert [d.tested for d in protocol.differences] == [True, False]
+
+
+def test_each_shipped_protocol_has_its_own_differences():
+    cub = load(PROTOCOLS / "transfg-cub.toml")
+    tested = {d.name: (d.arm, d.claim) for d in cub.differences if d.tested}
+    assert tested == {"Batch size": ("paper-batch", None),
+                      "Model selection on the test set": (None, "transfg-value-best")}
+    dogs = load(PROTOCOLS / "transfg-dogs.toml")
+    assert "Learning rate" in {d.name for d in dogs.differences}
+    assert not any(d.tested for d in load(PROTOCOLS / "default.toml").differences)
 
 
 def test_arms_extend_each_other(tmp_path):
