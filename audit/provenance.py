@@ -24,6 +24,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from transfg.git import git
 from transfg.jittor_env import SITE_VARIABLE
 from transfg.run_files import (
     PROVENANCE,
@@ -38,22 +39,14 @@ PACKAGES = ("transfg-audit", "jittor", "torch", "numpy", "scipy", "pandas", "pil
 PROJECT = Path(__file__).resolve().parent.parent
 
 
-def _git(*args: str) -> str | None:
-    try:
-        return subprocess.run(["git", "-C", str(PROJECT), *args], capture_output=True,
-                              check=True).stdout.decode(errors="replace")
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
 @functools.cache
 def code() -> dict:
-    commit = _git("rev-parse", "HEAD")
+    commit = git(PROJECT, "rev-parse", "HEAD")
     if commit is None:
         return {"commit": None, "dirty": None, "diff_sha256": None,
                 "note": "not a git checkout (installed from a package?)"}
-    diff = _git("diff", "HEAD") or ""
-    untracked = _git("ls-files", "--others", "--exclude-standard") or ""
+    diff = git(PROJECT, "diff", "HEAD") or ""
+    untracked = git(PROJECT, "ls-files", "--others", "--exclude-standard") or ""
     return {"commit": commit.strip(), "dirty": bool(diff.strip() or untracked.strip()),
             "diff_sha256": hashlib.sha256((diff + untracked).encode()).hexdigest()}
 

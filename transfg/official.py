@@ -45,6 +45,7 @@ import numpy as np
 
 from transfg.config import ModelConfig
 from transfg.data.readers import dataset_spec, read_split
+from transfg.git import git
 from transfg.official_compat import RECORD_VARIABLE
 from transfg.run_files import (
     LOG,
@@ -177,18 +178,10 @@ def content_hash(checkout: str | Path) -> tuple[str, int]:
     return f"sha256:{digest.hexdigest()}", len(files)
 
 
-def _git(checkout: Path, *args: str) -> str | None:
-    try:
-        return subprocess.run(["git", "-C", str(checkout), *args], capture_output=True,
-                              check=True).stdout.decode(errors="replace")
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
 def _changed_code(checkout: Path) -> list[str] | None:
     """The code files that differ from the checkout's commit (modified, staged, deleted, renamed,
     untracked or ignored), or None when git cannot tell."""
-    status = _git(checkout, "status", "--porcelain=v1", "-z", "--untracked-files=all",
+    status = git(checkout, "status", "--porcelain=v1", "-z", "--untracked-files=all",
                   "--ignored=matching")
     if status is None:
         return None
@@ -216,8 +209,8 @@ def identity(checkout: str | Path) -> Identity:
     if not root.is_dir():
         raise SpecError(f"official_checkout={str(checkout)!r}: no such folder (clone "
                         "github.com/TACJu/TransFG and give its folder)")
-    top = _git(root, "rev-parse", "--show-toplevel")
-    commit = _git(root, "rev-parse", "--verify", "HEAD")
+    top = git(root, "rev-parse", "--show-toplevel")
+    commit = git(root, "rev-parse", "--verify", "HEAD")
     commit = commit.strip() if commit else None
     changed = None
     if top is None or commit is None:
