@@ -182,9 +182,9 @@ def machine_key() -> tuple[str, dict]:
     """A short hash of this machine and its frameworks' versions, and what it hashes."""
     from importlib import metadata
 
-    from audit.provenance import gpus
+    from transfg.machine import cpu_model, gpus
 
-    info = {"host": os.uname().nodename, "cpu": _cpu(), "cpus": os.cpu_count(),
+    info = {"host": os.uname().nodename, "cpu": cpu_model(), "cpus": os.cpu_count(),
             "python": sys.version.split()[0], "gpus": gpus().get("gpus", [])}
     for package in ("torch", "jittor"):
         try:
@@ -193,12 +193,6 @@ def machine_key() -> tuple[str, dict]:
             info[package] = None
     text = json.dumps(info, sort_keys=True, default=str)
     return f"{info['host']}-{hashlib.sha256(text.encode()).hexdigest()[:12]}", info
-
-
-def _cpu() -> str:
-    from audit.provenance import _cpu_model
-
-    return _cpu_model()
 
 
 def config_key(job: dict) -> str:
