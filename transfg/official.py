@@ -342,10 +342,26 @@ def run(run_dir: Path) -> dict:
     train_images = len(read_split(spec.dataset, spec.data_root, "train"))
     write_status(run_dir, "running", 0)
     started = time.monotonic()
-    metrics = MetricsLog(run_dir / METRICS, 0)
-    reader = LogReader(metrics, run_dir, spec.effective_batch)
+    reader = LogReader(MetricsLog(run_dir / METRICS, 0), run_dir, spec.effective_batch)
     compat_record = run_dir / OFFICIAL_COMPAT
     compat_record.unlink(missing_ok=True)
+    code = run_logged(spec, run_dir, reader, compat_record)
+    failure = (f"the official code exited with status {code}; see {LOG}" if code != 0 else
+               f"the official code ended without an evaluation in its log; see {LOG}"
+               if not reader.evaluations else None)
+    if failure is not None:
+        write_status(run_dir, "failed", reader.step, failure)
+        raise RuntimeError(failure)
+    result = official_result(spec, run_dir, reader, test_images, train_images,
+                             time.monotonic() - started, compat_record)
+    write_json(run_dir / RESULT, result)
+    write_status(run_dir, "finished", spec.train.steps)
+    return result
+
+
+def run_logged(spec: RunSpec, run_dir: Path, reader: LogReader, compat_record: Path) -> int:
+    """Start the official code (`command`) in the run folder and feed its output, as it comes,
+    into log.txt and `reader`; its exit status."""
     env = dict(os.environ, PYTHONUNBUFFERED="1", **{RECORD_VARIABLE: str(compat_record)})
     with open(run_dir / LOG, "a") as log:
         log.write("$ " + " ".join(command(spec, run_dir)) + "\n")
@@ -362,15 +378,14 @@ def run(run_dir: Path) -> dict:
         finally:
             code = process.wait()
             reader.feed("", final=True)
-            metrics.close()
-    if code != 0:
-        message = f"the official code exited with status {code}; see {LOG}"
-        write_status(run_dir, "failed", reader.step, message)
-        raise RuntimeError(message)
-    if not reader.evaluations:
-        message = f"the official code ended without an evaluation in its log; see {LOG}"
-        write_status(run_dir, "failed", reader.step, message)
-        raise RuntimeError(message)
+            reader.metrics.close()
+    return code
+
+
+def official_result(spec: RunSpec, run_dir: Path, reader: LogReader, test_images: int,
+                    train_images: int, wall_seconds: float, compat_record: Path) -> dict:
+    """result.json's content: the evaluations the log reported (counts derived from the
+    accuracies), the throughput in metrics.jsonl, the deviations from the paper's setting."""
     rates = [r["images_per_s"] for r in read_metrics(run_dir / METRICS)
              if "loss" in r and math.isfinite(r["images_per_s"])]
     evals = []
@@ -379,15 +394,12 @@ def run(run_dir: Path) -> dict:
         evals.append({**row, "correct": correct, "total": test_images})
     final = evals[-1]
     best = max(evals, key=lambda r: (r["accuracy"], -r["step"]))
-    result = {"final_accuracy": final["accuracy"], "final_step": final["step"],
-              "best_accuracy": best["accuracy"], "best_step": best["step"],
-              "official_best_accuracy": reader.best,
-              "correct": final["correct"], "test_images": test_images,
-              "correct_from_accuracy": True, "train_images": train_images, "evaluations": evals,
-              "effective_batch": spec.effective_batch, "steps": spec.train.steps,
-              "wall_seconds_this_session": time.monotonic() - started,
-              "images_per_s": float(np.median(rates)) if rates else None,
-              "deviations": DEVIATIONS + compat_deviations(compat_record)}
-    write_json(run_dir / RESULT, result)
-    write_status(run_dir, "finished", spec.train.steps)
-    return result
+    return {"final_accuracy": final["accuracy"], "final_step": final["step"],
+            "best_accuracy": best["accuracy"], "best_step": best["step"],
+            "official_best_accuracy": reader.best,
+            "correct": final["correct"], "test_images": test_images,
+            "correct_from_accuracy": True, "train_images": train_images, "evaluations": evals,
+            "effective_batch": spec.effective_batch, "steps": spec.train.steps,
+            "wall_seconds_this_session": wall_seconds,
+            "images_per_s": float(np.median(rates)) if rates else None,
+            "deviations": DEVIATIONS + compat_deviations(compat_record)}
