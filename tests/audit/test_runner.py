@@ -175,14 +175,15 @@ def test_two_runners_on_one_store_execute_each_run_once(tmp_path, protocol):
 SUBMITIT_KILL = """
 import json, sys, time
 from pathlib import Path
-from audit import runner
 from audit.executors import slurm
 from audit.plan import Inputs
 from audit.protocol import load
+from audit.records import matrix
+from audit.runner import work_items
 from audit.store import Store
 protocol, store = load(sys.argv[1]), Store(sys.argv[2])
-rows = runner.matrix(store, [protocol], Inputs(smoke=True), arms=["transfg"], seeds=[0])
-item = runner.work_items(rows, False)[0]
+rows = matrix(store, [protocol], Inputs(smoke=True), arms=["transfg"], seeds=[0])
+item = work_items(rows, False)[0]
 executor = slurm.make_executor(store, cluster="local")
 [(_, job)] = slurm.submit(executor, store, [item])
 checkpoint = store.path(item["run_id"]) / "checkpoints" / "last.npz"
