@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from protocol_text import protocol_text
 
 from audit import calibrate
 from audit.cli.commands import calibrated_plan
@@ -20,35 +21,9 @@ from audit.protocol import load
 
 ROOT = Path(__file__).resolve().parents[2]
 
-PROTOCOL = """\
-version = 1
-name = "calibrate-test"
-title = "Calibrate"
-frameworks = ["torch"]
-seeds = [0, 1]
-
-[paper]
-title = "TransFG"
-
-[data]
-dataset = "digits"
-root = "bundled"
-
-[model]
-preset = "tiny"
-
-[train]
-steps = 400
-warmup_steps = 10
-eval_every = 100
-batch_size = 8
-eval_batch_size = 16
-workers = 0
-
-[arms.transfg]
-[arms.vit]
-model = { variant = "vit", contrastive = false }
-"""
+PROTOCOL = protocol_text("calibrate-test", "Calibrate", train={
+    "steps": 400, "warmup_steps": 10, "eval_every": 100, "batch_size": 8, "eval_batch_size": 16,
+    "workers": 0})
 
 
 def audit(*args):
