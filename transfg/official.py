@@ -1,4 +1,4 @@
-"""The official code as a reference: run a user's checkout of github.com/TACJu/TransFG for one run.
+"""The official code as a reference: run a user's checkout of the authors' TransFG for one run.
 
 `python -m transfg.train RUN_DIR` hands a spec with framework "official" to `run(run_dir)`, which
 - refuses, naming the field, what the official code cannot do (it is TransFG on ViT-B_16 with a
