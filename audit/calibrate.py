@@ -30,13 +30,15 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 
 if TYPE_CHECKING:  # imported where they are used: the worker process loads one framework
-    from audit.runner import Row
+    from audit.protocol import Protocol
+    from audit.records import Row
     from transfg.config import ModelConfig
     from transfg.jittor.engine import Engine as JittorEngine
     from transfg.spec import RunSpec, TrainConfig
@@ -97,54 +99,62 @@ def worker(job: dict) -> dict:
     labels = rng.integers(0, model.num_classes, train.batch_size)
     eval_images = rng.normal(size=(train.eval_batch_size, 3, model.image_size,
                                    model.image_size)).astype(np.float32)
-    engine_class: type[JittorEngine] | type[TorchEngine]
-    if job["framework"] == "jittor":
-        import transfg.jittor  # noqa: F401  (prepares Jittor for this machine, as a run does)
-        import jittor as jt  # isort: skip
-
-        from transfg.jittor.engine import Engine as JittorEngine
-
-        engine_class = JittorEngine
-
-        batch = (jt.array(images), jt.array(labels), None)
-        eval_batch = jt.array(eval_images)
-
-        def sync():
-            jt.sync_all(True)
-    else:
-        import torch
-
-        from transfg.torch.engine import Engine as TorchEngine
-
-        engine_class = TorchEngine
-        batch = (torch.from_numpy(images), torch.from_numpy(labels), None)
-        eval_batch = torch.from_numpy(eval_images)
-
-        def sync():
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-
+    engine_class, batch, eval_batch, sync = in_framework(job["framework"], images, labels,
+                                                         eval_images)
     started = time.perf_counter()
     engine = engine_class(spec, state)
     setup = time.perf_counter() - started
-    times = []
-    for step in range(job["steps"] + 1):
-        engine.seed(step)
-        tick = time.perf_counter()
-        engine.train_step([batch], 0.01)
-        sync()
-        times.append(time.perf_counter() - tick)
-    eval_times = []
-    for _ in range(2):
-        tick = time.perf_counter()
-        engine.predict(eval_batch)
-        sync()
-        eval_times.append(time.perf_counter() - tick)
+    times = timed(lambda step: engine.train_step([batch], 0.01), job["steps"] + 1, sync,
+                  before=engine.seed)
+    eval_times = timed(lambda _: engine.predict(eval_batch), 2, sync)
     engine.close()
     return {"train_seconds": float(np.median(times[1:])), "warmup_seconds": times[0],
             "eval_seconds": eval_times[1], "eval_warmup_seconds": eval_times[0],
             "setup_seconds": setup, "steps_timed": job["steps"],
             "device": _device(job["framework"])}
+
+
+def in_framework(framework: str, images: np.ndarray, labels: np.ndarray,
+                 eval_images: np.ndarray
+                 ) -> tuple[type[JittorEngine] | type[TorchEngine], tuple, Any, Callable]:
+    """(the framework's engine class, the training batch and the evaluation batch in its
+    arrays, a function that waits until its device has finished)."""
+    if framework == "jittor":
+        import transfg.jittor  # noqa: F401  (prepares Jittor for this machine, as a run does)
+        import jittor as jt  # isort: skip
+
+        from transfg.jittor.engine import Engine as JittorEngine
+
+        def sync_jittor():
+            jt.sync_all(True)
+
+        return (JittorEngine, (jt.array(images), jt.array(labels), None), jt.array(eval_images),
+                sync_jittor)
+    import torch
+
+    from transfg.torch.engine import Engine as TorchEngine
+
+    def sync_torch():
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
+    return (TorchEngine, (torch.from_numpy(images), torch.from_numpy(labels), None),
+            torch.from_numpy(eval_images), sync_torch)
+
+
+def timed(step: Callable[[int], object], count: int, sync: Callable[[], None],
+          before: Callable[[int], object] | None = None) -> list[float]:
+    """The seconds of each of `count` calls `step(i)`, each until the device has finished
+    (`sync`); `before(i)`, untimed, ahead of each."""
+    times = []
+    for i in range(count):
+        if before is not None:
+            before(i)
+        tick = time.perf_counter()
+        step(i)
+        sync()
+        times.append(time.perf_counter() - tick)
+    return times
 
 
 def _device(framework: str) -> str:
@@ -182,9 +192,9 @@ def machine_key() -> tuple[str, dict]:
     """A short hash of this machine and its frameworks' versions, and what it hashes."""
     from importlib import metadata
 
-    from audit.provenance import gpus
+    from transfg.machine import cpu_model, gpus
 
-    info = {"host": os.uname().nodename, "cpu": _cpu(), "cpus": os.cpu_count(),
+    info = {"host": os.uname().nodename, "cpu": cpu_model(), "cpus": os.cpu_count(),
             "python": sys.version.split()[0], "gpus": gpus().get("gpus", [])}
     for package in ("torch", "jittor"):
         try:
@@ -193,12 +203,6 @@ def machine_key() -> tuple[str, dict]:
             info[package] = None
     text = json.dumps(info, sort_keys=True, default=str)
     return f"{info['host']}-{hashlib.sha256(text.encode()).hexdigest()[:12]}", info
-
-
-def _cpu() -> str:
-    from audit.provenance import _cpu_model
-
-    return _cpu_model()
 
 
 def config_key(job: dict) -> str:
@@ -269,117 +273,99 @@ def run_seconds(spec: RunSpec, figures: dict, measured_model: ModelConfig,
     return spec.devices * training + evaluating, factor_train
 
 
-def plan_command(store, protocols, inputs, subset: dict, *, image_size: int | None = None,
-                 steps: int | None = None, out=None) -> int:
-    """Print the matrix with device-hours per run, per arm and in total."""
-    from audit.runner import matrix, unavailable_reasons
-    from transfg.data.readers import DATASETS
-    from transfg.spec import RunSpec, Seeds
+def price(store, protocols, inputs, subset: dict, *, image_size: int | None = None,
+          steps: int | None = None, out=None
+          ) -> tuple[list[Row], list[tuple[Row, float | None, str]]]:
+    """The matrix, and each of its runs with its device-seconds (None without a figure) and how
+    they were found; a configuration without figures in the store's cache is calibrated now,
+    with one line on `out` (the table is `audit.cli.tables.print_costs`)."""
+    from audit.records import matrix
 
     out = out or sys.stdout
-    steps = steps or STEPS
     rows = matrix(store, protocols, inputs, **subset)
     machine, info = machine_key()
     print(f"calibrating on {info['host']} ({info['cpu']}, {info['cpus']} CPUs"
           + (f", {', '.join(g['name'] for g in info['gpus'])}" if info["gpus"] else ", no GPU")
           + f"); figures cached in {Path(store.root) / CALIBRATION / machine}/", file=out)
+    pricer = Pricer(store, machine, info, image_size, steps or STEPS, out)
     by_protocol = {p.name: p for p in protocols}
-    results: dict[str, dict] = {}
-    lines: list[tuple[Row, float | None, str]] = []
-    for row in rows:
-        protocol = by_protocol[row.run.protocol]
-        arm = protocol.arms[row.run.arm]
-        train = arm.train
-        if inputs.smoke:
-            from audit.plan import smoke_train
+    return rows, [pricer.price(row, by_protocol[row.run.protocol], inputs) for row in rows]
 
-            train = smoke_train(train, protocol)
-        # an unavailable run (an input is missing) is priced all the same, from a stand-in spec
-        # (`protocol.py` checked the framework is one of RunSpec's)
-        framework = cast(Literal["torch", "jittor", "official"], row.run.framework)
-        spec = row.run.spec or RunSpec(framework, arm.model, train, protocol.dataset,
-                                       "(calibration)", Seeds.from_seed(0),
-                                       devices=protocol.devices)
-        subset = spec.subset or ({"test": protocol.smoke.test} if inputs.smoke else {})
-        test_images = DATASETS[protocol.dataset].counts["test"]
-        if subset.get("test"):
-            test_images = min(subset["test"], test_images)
+
+@dataclasses.dataclass
+class Pricer:
+    """Prices runs from the figures of their configuration, calibrated once each."""
+
+    store: Any
+    machine: str
+    info: dict
+    image_size: int | None  # calibrate at this size (None: each run's own)
+    steps: int
+    out: Any
+    figures: dict[str, dict] = dataclasses.field(default_factory=dict)  # by config_key
+
+    def price(self, row: Row, protocol: Protocol, inputs) -> tuple[Row, float | None, str]:
+        """(the row, its device-seconds or None, how they were found)."""
+        spec = stand_in_spec(row, protocol, inputs)
         if row.run.framework == "official":
-            lines.append((row, None, "not calibrated (the official code's own loop: "
-                                     "`audit run` measures it)"))
-            continue
-        config = Config(row.run.framework, spec.model, spec.train, protocol.dataset)
-        size = image_size if image_size and image_size != spec.model.image_size else None
-        job = config.job(size, steps)
+            return row, None, "not calibrated (the official code's own loop: `audit run` " \
+                              "measures it)"
+        size = self.image_size if self.image_size and self.image_size != spec.model.image_size \
+            else None
+        figures = self.figures_of(Config(row.run.framework, spec.model, spec.train,
+                                         protocol.dataset), spec, size)
+        if "failed" in figures:
+            return row, None, "calibration failed"
+        measured_model = spec.model if size is None else spec.model.replace(image_size=size)
+        seconds, factor = run_seconds(spec, figures, measured_model,
+                                      evaluated_images(spec, protocol, inputs))
+        how = "measured" if size is None else \
+            f"extrapolated from {size} px (x{factor:.3g} FLOPs)"
+        return row, seconds, how
+
+    def figures_of(self, config: Config, spec: RunSpec, size: int | None) -> dict:
+        """The configuration's figures at `size` (None: its own), calibrated on first use."""
+        job = config.job(size, self.steps)
         key = config_key(job)
-        if key not in results:
-            label = (f"{row.run.framework} {spec.model.variant} {spec.model.split} "
+        if key not in self.figures:
+            label = (f"{config.framework} {spec.model.variant} {spec.model.split} "
                      f"{spec.model.image_size if size is None else size} px "
                      f"{spec.train.precision} batch {spec.train.batch_size}")
-            print(f"  {label}: ", end="", file=out, flush=True)
-            figures = calibrate(store, job, machine, info, out)
-            results[key] = figures
+            print(f"  {label}: ", end="", file=self.out, flush=True)
+            figures = calibrate(self.store, job, self.machine, self.info, self.out)
+            self.figures[key] = figures
             if "failed" in figures:
-                print(figures["failed"], file=out)
+                print(figures["failed"], file=self.out)
             else:
                 print(f"{figures['train_seconds']:.3f} s per training batch, "
                       f"{figures['eval_seconds']:.3f} s per evaluation batch"
                       + (" (cached)" if figures["cached"] else
-                         f" (warm-up {figures['warmup_seconds']:.1f} s)"), file=out)
-        figures = results[key]
-        if "failed" in figures:
-            lines.append((row, None, "calibration failed"))
-            continue
-        measured_model = spec.model if size is None else spec.model.replace(image_size=size)
-        seconds, factor = run_seconds(spec, figures, measured_model, test_images)
-        how = "measured" if size is None else \
-            f"extrapolated from {size} px (x{factor:.3g} FLOPs)"
-        lines.append((row, seconds, how))
-    print_costs(lines, protocols, out)
-    for reason in unavailable_reasons(rows):
-        print(f"unavailable (priced all the same; `audit run` needs it): {reason}", file=out)
-    return 0
+                         f" (warm-up {figures['warmup_seconds']:.1f} s)"), file=self.out)
+        return self.figures[key]
 
 
-def hours_text(seconds: float) -> str:
-    """Device-hours, readable at any size: 12,345 / 12.3 / 0.0123."""
-    hours = seconds / 3600
-    if hours >= 100:
-        return f"{hours:,.0f}"
-    return f"{hours:.1f}" if hours >= 1 else f"{hours:.3g}"
+def stand_in_spec(row: Row, protocol: Protocol, inputs) -> RunSpec:
+    """The row's spec; for an unavailable run (an input is missing), which is priced all the
+    same, one made from its arm (`protocol.py` checked the framework is one of RunSpec's)."""
+    if row.run.spec is not None:
+        return row.run.spec
+    from audit.plan import smoke_train
+    from transfg.spec import RunSpec, Seeds
+
+    arm = protocol.arms[row.run.arm]
+    train = smoke_train(arm.train, protocol) if inputs.smoke else arm.train
+    framework = cast(Literal["torch", "jittor", "official"], row.run.framework)
+    return RunSpec(framework, arm.model, train, protocol.dataset, "(calibration)",
+                   Seeds.from_seed(0), devices=protocol.devices)
 
 
-def print_costs(lines, protocols, out) -> None:
-    header = ["arm", "framework", "seed", "state", "device-hours", "figure"]
-    body = []
-    for row, seconds, how in lines:
-        body.append([row.run.arm, row.run.framework, row.run.seed_label, row.state,
-                     "-" if seconds is None else hours_text(seconds), how])
-    widths = [max(len(str(x)) for x in column) for column in zip(header, *body, strict=True)]
-    for line in [header, *body]:
-        print("  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)).rstrip(),
-              file=out)
-    for protocol in protocols:
-        mine = [(r, s, h) for r, s, h in lines if r.run.protocol == protocol.name]
-        arms: dict[str, list] = {}
-        for row, seconds, how in mine:
-            arms.setdefault(row.run.arm, []).append((row, seconds, how))
-        total, todo, kinds = 0.0, 0.0, set()
-        print(f"{protocol.name}: device-hours per arm", file=out)
-        for arm, items in arms.items():
-            known = [s for _, s, _ in items if s is not None]
-            kinds |= {h.split(" ")[0] for _, s, h in items if s is not None}
-            hours = sum(known) / 3600
-            total += sum(known)
-            todo += sum(s for r, s, _ in items if s is not None and r.state != "done")
-            missing = len(items) - len(known)
-            print(f"  {arm}: {hours_text(hours * 3600)} ({len(known)} runs"
-                  + (f"; {missing} without a figure" if missing else "") + ")", file=out)
-        print(f"{protocol.name}: total {hours_text(total)} device-hours, "
-              f"{hours_text(todo)} of them for runs not done yet ("
-              + " and ".join(sorted(kinds)) + " figures; compute only: training updates and "
-              "evaluations, without data loading, start-up, checkpoints or communication "
-              "between devices)", file=out)
+def evaluated_images(spec: RunSpec, protocol: Protocol, inputs) -> int:
+    """The test images a run evaluates: the dataset's, or its subset's (the smoke size's)."""
+    from transfg.data.readers import DATASETS
+
+    subset = spec.subset or ({"test": protocol.smoke.test} if inputs.smoke else {})
+    count = DATASETS[protocol.dataset].counts["test"]
+    return min(subset["test"], count) if subset.get("test") else count
 
 
 def main(argv: list[str] | None = None) -> int:

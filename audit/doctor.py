@@ -15,6 +15,7 @@ import sys
 from dataclasses import asdict, dataclass
 
 from transfg.jittor_env import JittorUnusable, site_env
+from transfg.machine import SmiError, cpu_model, gpu_lines
 
 PROBE_TIMEOUT_S = 1200  # jittor's first import compiles its core: about 2 minutes on 2 cores
 
@@ -118,26 +119,18 @@ def check_jittor(probe=run_probe) -> Check:
 
 
 def check_cpu() -> Check:
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        model = names[0] if names else model
-    except OSError:
-        pass
-    return Check("cpu", "ok", f"{model}, {os.cpu_count()} cores, {platform.system()} "
+    return Check("cpu", "ok", f"{cpu_model()}, {os.cpu_count()} cores, {platform.system()} "
                               f"{platform.release()}")
 
 
 def check_gpu() -> Check:
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
+    try:
+        lines = gpu_lines()
+    except SmiError as error:
+        return Check("gpu", "warn", f"nvidia-smi failed: {error}")
+    if lines is None:
         return Check("gpu", "ok", "none (no nvidia-smi); training runs on the CPU")
-    done = subprocess.run([smi, "--query-gpu=name,driver_version,memory.total",
-                           "--format=csv,noheader"], capture_output=True, text=True, timeout=60)
-    if done.returncode != 0:
-        return Check("gpu", "warn", f"nvidia-smi failed: {done.stderr.strip() or done.returncode}")
-    return Check("gpu", "ok", "; ".join(done.stdout.strip().splitlines()))
+    return Check("gpu", "ok", "; ".join(lines))
 
 
 def check_pdf() -> Check:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from audit.protocol import Protocol
-from transfg.spec import RunSpec, Seeds, TrainConfig, derive_seed
+from transfg.spec import SEED_AXES, RunSpec, Seeds, TrainConfig, derive_seed
 
 ID_VERSION = 1
 NOT_IN_ID = ("data_root", "official_checkout", "official_python", "notes", "effective_batch")
@@ -77,7 +77,7 @@ def _seeds(items: tuple) -> Seeds:
     if "seed" in seed:
         return Seeds.from_seed(seed["seed"])
     return Seeds(**{axis: derive_seed(seed.get(axis, 0), axis)
-                    for axis in ("init", "order", "augment", "dropout")})
+                    for axis in SEED_AXES})
 
 
 @functools.lru_cache(maxsize=1024)

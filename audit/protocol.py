@@ -33,14 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from transfg.config import ModelConfig, tiny, vit_b16
-from transfg.spec import FRAMEWORKS, PART_LAYER_INITS, TrainConfig
+from transfg.spec import FRAMEWORKS, PART_LAYER_INITS, SEED_AXES, TrainConfig
 
 PROTOCOL_VERSION = 1
 CLAIM_KINDS = ("value", "comparison", "equivalence", "ranking")
 READINGS = ("final", "best")
 PUBLISHED_READINGS = ("final", "best", "unknown")
 SOURCE_KINDS = ("paper", "reproduction", "issue", "other")
-SEED_AXES = ("init", "order", "augment", "dropout")
 MODEL_PRESETS = {"vit_b16": vit_b16, "tiny": tiny}
 MAX_SEED = 2**32 - 1
 

@@ -4,7 +4,8 @@ ends (atomically both times):
 - this project: git commit, dirty flag and the SHA-256 of `git diff HEAD` (so two dirty trees can
   be told apart), package versions (read from installed metadata, without importing jittor or
   torch: the runner never imports them);
-- the machine: Python, OS, CPU model and count, GPUs with driver and CUDA versions (nvidia-smi);
+- the machine: Python, OS, CPU model and count, GPUs with driver and CUDA versions (nvidia-smi,
+  through transfg/machine.py);
 - the run: data and weights fingerprints (and, for the official code, its checkout's identity:
   commit or content hash, transfg.official.identity), the command line, start and end time, wall
   and compute seconds (wall x devices), the final status.
@@ -18,13 +19,14 @@ import os
 import platform
 import shlex
 import socket
-import subprocess
 import sys
 import time
 from importlib import metadata
 from pathlib import Path
 
+from transfg.git import git
 from transfg.jittor_env import SITE_VARIABLE
+from transfg.machine import cpu_model, gpus
 from transfg.run_files import (
     PROVENANCE,
     PROVENANCE_DAMAGED,
@@ -38,22 +40,14 @@ PACKAGES = ("transfg-audit", "jittor", "torch", "numpy", "scipy", "pandas", "pil
 PROJECT = Path(__file__).resolve().parent.parent
 
 
-def _git(*args: str) -> str | None:
-    try:
-        return subprocess.run(["git", "-C", str(PROJECT), *args], capture_output=True,
-                              check=True).stdout.decode(errors="replace")
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
 @functools.cache
 def code() -> dict:
-    commit = _git("rev-parse", "HEAD")
+    commit = git(PROJECT, "rev-parse", "HEAD")
     if commit is None:
         return {"commit": None, "dirty": None, "diff_sha256": None,
                 "note": "not a git checkout (installed from a package?)"}
-    diff = _git("diff", "HEAD") or ""
-    untracked = _git("ls-files", "--others", "--exclude-standard") or ""
+    diff = git(PROJECT, "diff", "HEAD") or ""
+    untracked = git(PROJECT, "ls-files", "--others", "--exclude-standard") or ""
     return {"commit": commit.strip(), "dirty": bool(diff.strip() or untracked.strip()),
             "diff_sha256": hashlib.sha256((diff + untracked).encode()).hexdigest()}
 
@@ -70,39 +64,10 @@ def packages(site: str | None = None) -> dict:
     return versions
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-@functools.cache
-def gpus() -> dict:
-    """GPUs, driver and CUDA version from nvidia-smi; empty when there is none."""
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
-                              "--format=csv,noheader"], capture_output=True, text=True,
-                             timeout=20, check=True).stdout
-        header = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=20,
-                                check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return {"gpus": [], "driver": None, "cuda": None}
-    rows = [[part.strip() for part in line.split(",")] for line in out.strip().splitlines()]
-    cuda = None
-    if "CUDA Version:" in header:
-        cuda = header.split("CUDA Version:")[1].split()[0]
-    return {"gpus": [{"name": r[0], "memory": r[2]} for r in rows if len(r) >= 3],
-            "driver": rows[0][1] if rows else None, "cuda": cuda}
-
-
 @functools.cache
 def machine() -> dict:
     return {"host": socket.gethostname(), "python": sys.version.split()[0],
-            "os": platform.platform(), "cpu": _cpu_model(), "cpus": os.cpu_count(), **gpus()}
+            "os": platform.platform(), "cpu": cpu_model(), "cpus": os.cpu_count(), **gpus()}
 
 
 def start(run_dir: Path, spec: dict, command: list[str], fingerprints: dict) -> None:

@@ -1,180 +1,35 @@
-"""`audit plan`, `audit run` and `audit status`: the run matrix of protocols against the store."""
+"""`audit run` (and what `audit plan` and `audit status` share with it): runs what the matrix of
+protocols against the store still needs, and says how it ended. The matrix itself is read by
+`audit.records`; its tables for the terminal are `audit.cli.tables`."""
 
 from __future__ import annotations
 
-import statistics
 import sys
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from audit.plan import FINGERPRINTS, Inputs, PlannedRun, plan
+from audit.executors.progress import Reporter, duration, tally
+from audit.plan import FINGERPRINTS, Inputs
 from audit.protocol import Protocol
+from audit.records import Row, count_states, matrix, unavailable_reasons
 from audit.store import Store
 from transfg.run_files import LOG
-from transfg.spec import RunSpec
 
 if TYPE_CHECKING:  # the executors are imported when a run starts
-    from audit.executors.common import WorkItem
+    from audit.executors.common import Outcome, WorkItem
+
+BAD_STATES = ("failed", "diverged", "corrupt", "interrupted")
 
 
-@dataclass
-class Row:
-    run: PlannedRun
-    state: str  # a store state, or "unavailable" (an input is missing)
-    result: dict | None
-    problem: str | None = None  # corrupt: the file and what is wrong
-    notes: list[str] = field(default_factory=list)  # a done run's status.json that disagrees
-
-    @property
-    def spec(self) -> RunSpec:
-        """The run's spec: every row has one but an "unavailable" row (an input is missing)."""
-        if self.run.spec is None:
-            raise ValueError(f"{self.run.label}: unavailable, no spec ({self.run.missing})")
-        return self.run.spec
-
-    @property
-    def run_id(self) -> str:
-        """The run's id: every row has one but an "unavailable" row (an input is missing)."""
-        if self.run.run_id is None:
-            raise ValueError(f"{self.run.label}: unavailable, no run id ({self.run.missing})")
-        return self.run.run_id
-
-
-def unavailable_reasons(rows: list[Row]) -> list[str]:
-    """The missing inputs that make rows unavailable, each once, sorted."""
-    return sorted({r.run.missing for r in rows
-                   if r.state == "unavailable" and r.run.missing is not None})
-
-
-def matrix(store: Store, protocols: list[Protocol], inputs: Inputs, arms=None, frameworks=None,
-           seeds=None, max_seeds: dict[str, int] | None = None) -> list[Row]:
-    """The matrix of runs and their states; `max_seeds` (protocol name -> seeds): the first
-    that many seeds of those protocols' seed rules (a sequential design's horizon)."""
-    max_seeds = max_seeds or {}
-    planned = [run for protocol in protocols
-               for run in plan(protocol, inputs, arms, frameworks, seeds,
-                               max_seeds=max_seeds.get(protocol.name))]
-    known = set(store.run_ids())
-    summaries = store.summaries([r.run_id for r in planned if r.run_id in known])
-    rows = []
-    for run in planned:
-        if run.run_id is None:
-            rows.append(Row(run, "unavailable", None))
-        elif run.run_id not in summaries:
-            rows.append(Row(run, "missing", None))
-        else:
-            summary = summaries[run.run_id]
-            rows.append(Row(run, summary["state"], summary["result"], summary.get("problem"),
-                            summary.get("notes") or []))
-    return rows
-
-
-def throughputs(rows: list[Row]) -> dict[tuple, float]:
-    """Median measured images/s of finished runs, by (framework, model)."""
-    seen: dict[tuple, list[float]] = {}
-    for row in rows:
-        if row.result and row.result.get("images_per_s"):
-            key = (row.run.framework, row.spec.model)
-            seen.setdefault(key, []).append(row.result["images_per_s"])
-    return {key: statistics.median(values) for key, values in seen.items()}
-
-
-def estimate_seconds(rows: list[Row]) -> tuple[float, int]:
-    """(seconds, runs without an estimate) for the runs still to do, from measured throughput."""
-    rates = throughputs(rows)
-    seconds, unknown = 0.0, 0
-    for row in rows:
-        if row.state in ("done", "unavailable") or row.run.spec is None:
-            continue
-        rate = rates.get((row.run.framework, row.run.spec.model))
-        if rate is None:
-            unknown += 1
-            continue
-        spec = row.run.spec
-        seconds += spec.train.steps * spec.effective_batch / rate
-    return seconds, unknown
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    return (f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else
-            f"{seconds // 60}m{seconds % 60:02d}s")
-
-
-def _accuracy(result: dict | None, key: str) -> str:
-    if not result or result.get(key) is None:
-        return "-"
-    return f"{100 * result[key]:.2f}%"
-
-
-def table(rows: list[Row], *, with_protocol: bool) -> str:
-    header = (["protocol"] if with_protocol else []) + ["arm", "framework", "seed", "state",
-                                                        "final", "best", "run id"]
-    body = []
-    for row in rows:
-        r = row.run
-        body.append(([r.protocol] if with_protocol else []) + [
-            r.arm, r.framework, r.seed_label, row.state, _accuracy(row.result, "final_accuracy"),
-            _accuracy(row.result, "best_accuracy"), r.run_id or (r.missing or "")])
-    widths = [max(len(str(x)) for x in column) for column in zip(header, *body, strict=True)]
-    lines = ["  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)).rstrip()
-             for line in [header, *body]]
-    return "\n".join(lines)
-
-
-def counts(rows: list[Row]) -> dict[str, int]:
-    result: dict[str, int] = {}
-    for row in rows:
-        result[row.state] = result.get(row.state, 0) + 1
-    return result
-
-
-def print_plan(rows: list[Row], protocols: list[Protocol], out=None) -> None:
-    out = out or sys.stdout  # looked up now: tests and callers may replace sys.stdout
-    for protocol in protocols:
-        mine = [r for r in rows if r.run.protocol == protocol.name]
-        arms = len({r.run.arm for r in mine})
-        frameworks = len({r.run.framework for r in mine})
-        seeds = len({r.run.seed_label for r in mine})
-        print(f"{protocol.name} ({protocol.path}): {len(mine)} runs = {arms} arms x "
-              f"{frameworks} frameworks x {seeds} seeds", file=out)
-    print(table(rows, with_protocol=len(protocols) > 1), file=out)
-    summary = " · ".join(f"{state} {n}" for state, n in sorted(counts(rows).items()))
-    print(summary, file=out)
-    seconds, unknown = estimate_seconds(rows)
-    todo = sum(1 for r in rows if r.state not in ("done", "unavailable"))
-    if todo:
-        line = f"to run: {todo}"
-        if todo > unknown:
-            line += (f"; estimated compute {_duration(seconds)} for {todo - unknown} of them "
-                     "(from the images/s that finished runs measured on their machines)")
-        if unknown:
-            line += (f"; no estimate for {unknown} (no finished run of that framework and "
-                     "model yet: `audit plan --calibrate` times them on this machine)")
-        print(line, file=out)
+def print_inputs(rows: list[Row], out) -> None:
+    """The inputs the runs depend on: each missing one that makes runs unavailable, and which
+    identity of the official code the run ids use (its commit, or its content)."""
     for reason in unavailable_reasons(rows):
         print(f"unavailable: {reason}", file=out)
-    print_official(rows, out)
-    print_problems(rows, out)
-
-
-def print_official(rows: list[Row], out) -> None:
-    """Which identity of the official code the run ids use: its commit, or its content."""
     for checkout in sorted({r.run.spec.official_checkout for r in rows
                             if r.run.spec is not None and r.run.spec.official_checkout}):
         print(f"official code: {checkout}: "
               f"{FINGERPRINTS.official_identity(checkout).describe()}", file=out)
-
-
-def print_problems(rows: list[Row], out) -> None:
-    """Each corrupt run with its file and what is wrong, and each note about a done run."""
-    for row in rows:
-        if row.state == "corrupt":
-            print(f"corrupt: {row.run.label}: {row.problem} (`audit run` moves it aside and "
-                  "runs it again)", file=out)
-        for note in row.notes:
-            print(f"note: {note} (`audit run` rewrites status.json)", file=out)
 
 
 def work_items(rows: list[Row], retry_failed: bool,
@@ -213,78 +68,33 @@ def run(store: Store, protocols: list[Protocol], inputs: Inputs, *, arms=None, f
     failed, diverged, corrupt or interrupted (now or from an earlier `audit run`).
 
     `rows`: only these rows of the matrix (a sequential stage, `audit.stages`); `max_seeds`:
-    the matrix's seeds per protocol (`matrix`); `submitted`: filled with the (item, job) pairs
-    submitted to Slurm."""
+    the matrix's seeds per protocol (`records.matrix`); `submitted`: filled with the (item, job)
+    pairs submitted to Slurm."""
     out = out or sys.stderr
-    from audit.executors.progress import Reporter
-
     if rows is None:
         rows = matrix(store, protocols, inputs, arms, frameworks, seeds, max_seeds)
-    for row in rows:
-        if row.state == "done" and row.notes:
-            inspection = store.inspect(row.run_id)
-            if inspection.state == "done" and inspection.notes:
-                store.repair_status(row.run_id, inspection)
-                print(f"repaired: {'; '.join(inspection.notes)} (status.json rewritten from "
-                      "result.json)", file=out)
+    repair_statuses(store, rows, out)
     items = work_items(rows, retry_failed, keep_corrupt)
-    states = counts(rows)
-    print(f"{len(rows)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+    print(f"{len(rows)} runs: " + tally(count_states(r.state for r in rows))
           + f"; {len(items)} to run", file=out)
-    for reason in unavailable_reasons(rows):
-        print(f"unavailable: {reason}", file=out)
-    print_official(rows, out)
+    print_inputs(rows, out)
     started = time.monotonic()
-    submit_error = None
+    submit_error: Exception | None = None
     if executor == "local":
-        from audit.executors.local import run_local, slots
-
-        devices = max((i["spec"]["devices"] for i in items), default=1)
-        reporter = Reporter(len(items), len(slots(devices, jobs)) if items else 1, out)
-        try:
-            outcomes = run_local(store, items, jobs=jobs, retry_failed=retry_failed,
-                                 keep_corrupt=keep_corrupt, reporter=reporter)
-        finally:
-            reporter.close()
+        outcomes = run_locally(store, items, jobs, retry_failed, keep_corrupt, out)
     elif executor in ("slurm", "submitit-local"):
-        from audit.executors import slurm as slurm_executor
-
-        cluster = "local" if executor == "submitit-local" else None
-        running = [i for i in items if store.is_claimed(i["run_id"])]
-        items = [i for i in items if i not in running]
-        options = dict(slurm or {})
-        if options.get("gpus") is None and items:  # each job gets the GPUs its run needs,
-            devices = max(i["spec"]["devices"] for i in items)  # none on a CPU-only partition
-            options["gpus"] = devices if cluster == "local" else \
-                slurm_executor.default_gpus(options.get("partition"), devices, out)
-        try:
-            submitter = slurm_executor.make_executor(store, cluster=cluster, **options) \
-                if items else None
-        except RuntimeError as error:  # no srun: not on a Slurm cluster
-            print(f"error: --executor {executor}: {error}", file=out)
+        submission = submit_to_slurm(store, items, executor, slurm, retry_failed, keep_corrupt,
+                                     out)
+        if submission is None:  # no srun: not on a Slurm cluster
             return 2
-        try:
-            jobs_submitted = [] if submitter is None else slurm_executor.submit(
-                submitter, store, items, retry_failed=retry_failed, keep_corrupt=keep_corrupt)
-        except slurm_executor.SubmitError as error:
-            submit_error, jobs_submitted = error, error.jobs
-        for item, job in jobs_submitted:
-            print(f"submitted job {job.job_id}: {item['label']} ({item['run_id']})", file=out)
+        jobs_submitted, submit_error = submission
         if submitted is not None:
             submitted.extend(jobs_submitted)
-        if submit_error is not None:
-            print(f"error: {submit_error}; {len(items) - len(jobs_submitted)} runs not "
-                  "submitted", file=out)
         if not wait:
             print(f"{len(jobs_submitted)} jobs submitted; `audit status` follows them",
                   file=out)
             return 2 if submit_error else 0
-        items = [item for item, _ in jobs_submitted]
-        reporter = Reporter(len(items), len(items), out)
-        try:
-            outcomes = slurm_executor.wait(jobs_submitted, reporter)
-        finally:
-            reporter.close()
+        outcomes = wait_for_slurm(jobs_submitted, out)
     else:
         raise ValueError(f"executor {executor!r}; allowed: local, slurm, submitit-local")
     status = finish(store, protocols, inputs, outcomes, started, out,
@@ -292,15 +102,82 @@ def run(store: Store, protocols: list[Protocol], inputs: Inputs, *, arms=None, f
     return 2 if submit_error else status
 
 
-BAD_STATES = ("failed", "diverged", "corrupt", "interrupted")
+def repair_statuses(store: Store, rows: list[Row], out) -> None:
+    """Rewrite the status.json of each done run whose status disagrees with its result."""
+    for row in rows:
+        if row.state == "done" and row.notes:
+            inspection = store.inspect(row.run_id)
+            if inspection.state == "done" and inspection.notes:
+                store.repair_status(row.run_id, inspection)
+                print(f"repaired: {'; '.join(inspection.notes)} (status.json rewritten from "
+                      "result.json)", file=out)
+
+
+def run_locally(store: Store, items: list[WorkItem], jobs: int | None, retry_failed: bool,
+                keep_corrupt: bool, out) -> list[Outcome]:
+    """The items in a pool over this machine's GPUs or CPU slots, with the progress lines."""
+    from audit.executors.local import run_local, slots
+
+    devices = max((i["spec"]["devices"] for i in items), default=1)
+    reporter = Reporter(len(items), len(slots(devices, jobs)) if items else 1, out)
+    try:
+        return run_local(store, items, jobs=jobs, retry_failed=retry_failed,
+                         keep_corrupt=keep_corrupt, reporter=reporter)
+    finally:
+        reporter.close()
+
+
+def submit_to_slurm(store: Store, items: list[WorkItem], executor: str, slurm: dict | None,
+                    retry_failed: bool, keep_corrupt: bool, out
+                    ) -> tuple[list, Exception | None] | None:
+    """Submit each item not running already as a Slurm job (submitit's local executor for
+    "submitit-local"), saying so: (the (item, job) pairs submitted, the error that stopped the
+    submission or None), or None when there is no Slurm to submit to."""
+    from audit.executors import slurm as slurm_executor
+
+    cluster = "local" if executor == "submitit-local" else None
+    items = [i for i in items if not store.is_claimed(i["run_id"])]
+    options = dict(slurm or {})
+    if options.get("gpus") is None and items:  # each job gets the GPUs its run needs,
+        devices = max(i["spec"]["devices"] for i in items)  # none on a CPU-only partition
+        options["gpus"] = devices if cluster == "local" else \
+            slurm_executor.default_gpus(options.get("partition"), devices, out)
+    try:
+        submitter = slurm_executor.make_executor(store, cluster=cluster, **options) \
+            if items else None
+    except RuntimeError as no_slurm:  # no srun: not on a Slurm cluster
+        print(f"error: --executor {executor}: {no_slurm}", file=out)
+        return None
+    error: Exception | None = None
+    try:
+        jobs = [] if submitter is None else slurm_executor.submit(
+            submitter, store, items, retry_failed=retry_failed, keep_corrupt=keep_corrupt)
+    except slurm_executor.SubmitError as submit_error:
+        error, jobs = submit_error, submit_error.jobs
+    for item, job in jobs:
+        print(f"submitted job {job.job_id}: {item['label']} ({item['run_id']})", file=out)
+    if error is not None:
+        print(f"error: {error}; {len(items) - len(jobs)} runs not submitted", file=out)
+    return jobs, error
+
+
+def wait_for_slurm(jobs: list, out) -> list[Outcome]:
+    """Wait for the submitted jobs, with the progress lines."""
+    from audit.executors import slurm as slurm_executor
+
+    reporter = Reporter(len(jobs), len(jobs), out)
+    try:
+        return slurm_executor.wait(jobs, reporter)
+    finally:
+        reporter.close()
 
 
 def finish(store: Store, protocols, inputs, outcomes, started: float, out, **subset) -> int:
     """The matrix after the run: what happened now, what is still wrong (now or from before),
     and the exit status (1 when anything is)."""
     rows = matrix(store, protocols, inputs, **subset)
-    print(f"finished in {_duration(time.monotonic() - started)}: "
-          + ", ".join(f"{n} {s}" for s, n in sorted(counts(rows).items())), file=out)
+    print(f"finished in {duration(time.monotonic() - started, minutes=True)}: "
+          + tally(count_states(r.state for r in rows)), file=out)
     told = set()
     for outcome in outcomes:
         if outcome.state in BAD_STATES:
@@ -319,48 +196,3 @@ def finish(store: Store, protocols, inputs, outcomes, started: float, out, **sub
                   + ("  (--retry-failed runs it again)" if row.state in ("failed", "diverged")
                      else ""), file=out)
     return 1 if still or any(o.state in BAD_STATES for o in outcomes) else 0
-
-
-# ------------------------------------------------------------------------------------ status
-
-def store_rows(store: Store) -> list[dict]:
-    """Every run in the store, from its own files (no protocol needed)."""
-    rows = []
-    for run_id, summary in store.summaries().items():
-        labels, status = summary["labels"], summary["status"]
-        result = summary["result"]
-        rows.append({
-            "run_id": run_id, "protocol": labels.get("protocol"), "arm": labels.get("arm"),
-            "framework": labels.get("framework"),
-            "seed": " ".join(f"{k} {v}" for k, v in (labels.get("seed") or {}).items()),
-            "state": summary["state"], "step": status.get("step"),
-            "steps": labels.get("steps"), "final_accuracy": (result or {}).get("final_accuracy"),
-            "best_accuracy": (result or {}).get("best_accuracy"),
-            "images_per_s": (result or {}).get("images_per_s"),
-            "message": status.get("message") or None, "problem": summary.get("problem"),
-            "notes": summary.get("notes") or []})
-    return rows
-
-
-def print_store_status(rows: list[dict], out=None) -> None:
-    out = out or sys.stdout
-    header = ["run id", "protocol", "arm", "framework", "seed", "state", "step", "final",
-              "best"]
-    body = [[r["run_id"], r["protocol"] or "?", r["arm"] or "?", r["framework"] or "?",
-             r["seed"], r["state"], f"{r['step'] or 0}/{r['steps'] or '?'}",
-             _accuracy(r, "final_accuracy"), _accuracy(r, "best_accuracy")] for r in rows]
-    widths = [max(len(str(x)) for x in column) for column in zip(header, *body, strict=True)]
-    for line in [header, *body]:
-        print("  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)).rstrip(),
-              file=out)
-    total: dict[str, int] = {}
-    for r in rows:
-        total[r["state"]] = total.get(r["state"], 0) + 1
-    print(f"{len(rows)} runs: " + (", ".join(f"{n} {s}" for s, n in sorted(total.items()))
-                                   or "none"), file=out)
-    for r in rows:
-        if r["state"] == "corrupt":
-            print(f"corrupt: {r['problem']} (`audit run` moves it aside and runs it again)",
-                  file=out)
-        for note in r["notes"]:
-            print(f"note: {note} (`audit run` rewrites status.json)", file=out)

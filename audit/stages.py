@@ -37,8 +37,8 @@ from audit.sequential import FIRST_STAGE, STAGE_STEP, Design
 from audit.store import Store
 from transfg.run_files import RunFileError, load_object, read_provenance, write_json
 
-if TYPE_CHECKING:  # (runner is imported where it is used)
-    from audit.runner import Row
+if TYPE_CHECKING:  # (records and runner are imported where they are used)
+    from audit.records import Row
 
 RECORD = ".sequential"
 FIXED_SEEDS = 5  # the fixed design the report compares with: 5 seeds per group
@@ -174,7 +174,7 @@ def progress(protocol: Protocol, rows: list[Row], table: pd.DataFrame, design: D
              seed: int = 0, cap: int | None = None, decide: Callable | None = None,
              retry: AbstractSet[str] = frozenset()) -> Progress:
     """The stages done so far, each look's verdicts, and the runs the next stage needs, from
-    the matrix rows (`runner.matrix` with the design's seeds) and their results table.
+    the matrix rows (`records.matrix` with the design's seeds) and their results table.
 
     `cap`: no stage beyond this many seeds (a lower cap than the design's horizon, from
     --max-seeds; the looks' boundaries stay the design's). `decide(table) -> verdicts` replaces
@@ -341,106 +341,43 @@ def until_decided(store: Store, protocol: Protocol, inputs, *, max_seeds: int | 
     device-hours spent on the protocol's runs beyond `budget_hours`. Exit status as `audit
     run`'s (1 when a run of a stage failed), 2 for a design that contradicts the store's."""
     from audit import runner
-    from audit.results import collect
+    from audit.records import collect, matrix, unavailable_reasons
 
     out = out or sys.stderr
     record = read_record(store, protocol)
-    cap = None
-    if record is not None:
-        design = Design.from_dict(record["design"])
-        if max_seeds is not None and max_seeds > design.max_seeds:
-            print(f"error: --max-seeds {max_seeds}: the store's design for {protocol.name} "
-                  f"({record_path(store, protocol)}, written at its first stage) goes up to "
-                  f"{design.max_seeds} seeds; its boundaries depend on that horizon, so it "
-                  "cannot grow after the first look (a lower --max-seeds stops earlier; a new "
-                  "design needs another --store)", file=out)
-            return 2
-        if max_seeds is not None and max_seeds < design.max_seeds:
-            cap = max_seeds
-        declared = design_for(protocol, design.max_seeds)
-        if protocol.sequential and declared != design:
-            print(f"note: the protocol now declares {declared.text()}; the store's runs were "
-                  f"looked at under {design.text()}, which stays", file=out)
-    else:
-        design = design_for(protocol, max_seeds)
-    print(f"{protocol.name}: group-sequential design: {design.text()}"
-          + (f", stopping at {cap} seeds (--max-seeds)" if cap else "")
-          + (f"; budget {budget_hours:g} device-hours" if budget_hours is not None else ""),
-          file=out)
+    chosen = store_design(store, protocol, record, max_seeds, out)
+    if chosen is None:
+        return 2
+    design, cap = chosen
+    announce_design(protocol, design, cap, budget_hours, out)
     seeds = {protocol.name: design.max_seeds}
     status, told = 0, 0
     tried: set[str] = set()
     while True:
-        rows = runner.matrix(store, [protocol], inputs, max_seeds=seeds)
-        unavailable = runner.unavailable_reasons(rows)
+        rows = matrix(store, [protocol], inputs, max_seeds=seeds)
+        unavailable = unavailable_reasons(rows)
+        for reason in unavailable:
+            print(f"unavailable: {reason}", file=out)
         if unavailable:
-            for reason in unavailable:
-                print(f"unavailable: {reason}", file=out)
             return 2
         # from here on every row has its spec and run id
         retry = {r.run_id for r in rows if r.state in ("failed", "diverged")} - tried \
             if retry_failed else set()  # failed runs are retried once per call
-        table = collect(rows)
-        prog = progress(protocol, rows, table, design, seed=seed, cap=cap, retry=retry)
-        for look in prog.looks[told:]:
-            verdicts = ", ".join(f"{v.claim.id} {v.verdict}" for v in look.verdicts)
-            print(f"look after stage {look.stage} ({look.seeds} seeds per group; "
-                  f"{len(look.extended)} group{'s' if len(look.extended) != 1 else ''} "
-                  f"extended): {verdicts}", file=out)
-        told = len(prog.looks)
+        prog = progress(protocol, rows, collect(rows), design, seed=seed, cap=cap, retry=retry)
+        told = tell_looks(prog, told, out)
         if not prog.pending:
-            why = {"decided": "every claim is decided",
-                   "last stage": f"the design's last stage ({design.max_seeds} seeds) has run",
-                   "cap": f"--max-seeds {cap} reached"}[prog.stop]
-            used = sum(1 for r in rows if r.state == "done")
-            print(f"stopped: {why}; {used} runs done (a fixed design of "
-                  f"{len(needed_groups(protocol))} groups x {FIXED_SEEDS} seeds has "
-                  f"{len(needed_groups(protocol)) * FIXED_SEEDS}); `audit report` shows the "
-                  "stages", file=out)
-            bad = [r for r in rows if r.state in runner.BAD_STATES]
-            return max(status, 1 if bad else 0)
-        stage = prog.stage
-        if stage is None:  # `progress` sets the stage with its pending runs
-            raise RuntimeError(f"{protocol.name}: pending runs without their stage")
+            return max(status, stopped(protocol, design, cap, prog, rows, out))
+        stage = pending_stage(protocol, prog)
         if record is None:
             write_record(store, protocol, design)
             record = read_record(store, protocol)
-        queued = _queued(store, record, prog.pending)
-        running = [r for r in prog.pending if r.state == "running" or r.run.run_id in queued]
-        runnable = [r for r in prog.pending if r not in running]
-        if not runnable:
-            print(f"stage {stage} ({design.stages[stage - 1]} seeds per group): "
-                  f"{len(running)} runs still running or queued; run `audit run "
-                  "--until-decided` again when they have finished (`audit status` follows "
-                  "them)", file=out)
+        runnable = runnable_now(store, record, prog, design, stage, out)
+        if not runnable or (budget_hours is not None and beyond_budget(
+                store, rows, runnable, stage, budget_hours, out)):
             return status
-        if budget_hours is not None:
-            spent = compute_seconds(store, [r.run.run_id for r in rows if r.state == "done"])
-            estimate = per_run_seconds(rows, spent)
-            distinct = {r.run.run_id: r for r in runnable}  # two arms may share a run
-            costs = [estimate(r) for r in distinct.values()]
-            total = sum(spent.values())
-            if any(c is None for c in costs):
-                print(f"stage {prog.stage}: no cost estimate yet for "
-                      f"{sum(c is None for c in costs)} of its runs (no finished run of their "
-                      f"group); spent so far {hours(total)}", file=out)
-            else:
-                after = total + sum(costs)
-                if after > budget_hours * 3600:
-                    print(f"stopped: stage {prog.stage} ({len(distinct)} runs, about "
-                          f"{hours(sum(costs))}) would take the spent {hours(total)} to "
-                          f"{hours(after)}, beyond the budget of {budget_hours:g}; "
-                          "`audit report` shows where the claims stand", file=out)
-                    return status
-        if all(r.run.run_id in tried for r in runnable):
-            print(f"stopped: stage {prog.stage}: " + "; ".join(
-                f"{r.run.label} is {r.state}" for r in runnable) + " after this call ran it",
-                file=out)
+        if ran_already(runnable, tried, stage, out):
             return max(status, 1)
-        groups = ", ".join(f"{a} / {f}" for a, f in prog.groups)
-        n_runs = len({r.run_id for r in runnable})  # two arms may share a run
-        print(f"stage {stage}: {n_runs} runs, {design.stages[stage - 1]} seeds "
-              f"per group for {groups}", file=out)
+        announce_stage(prog, design, stage, runnable, out)
         tried |= {r.run_id for r in runnable}
         submitted: list = []
         code = runner.run(store, [protocol], inputs, rows=runnable, executor=executor,
@@ -451,10 +388,133 @@ def until_decided(store: Store, protocol: Protocol, inputs, *, max_seeds: int | 
             return 2
         status = max(status, code)
         if not wait:
-            cluster = "slurm" if executor == "slurm" else "local"
-            write_record(store, protocol, design, submitted={
-                item["run_id"]: {"job": str(job.job_id), "cluster": cluster}
-                for item, job in submitted})
-            print(f"stage {prog.stage} submitted; run `audit run --until-decided` again when "
-                  "its jobs have finished to look and go on", file=out)
+            record_submitted(store, protocol, design, executor, submitted, stage, out)
             return status
+
+
+def store_design(store: Store, protocol: Protocol, record: dict | None, max_seeds: int | None,
+                 out) -> tuple[Design, int | None] | None:
+    """(the design, a lower --max-seeds to stop at or None): the store's recorded design, else
+    the protocol's; None after saying why when --max-seeds would grow the recorded one."""
+    if record is None:
+        return design_for(protocol, max_seeds), None
+    design = Design.from_dict(record["design"])
+    if max_seeds is not None and max_seeds > design.max_seeds:
+        print(f"error: --max-seeds {max_seeds}: the store's design for {protocol.name} "
+              f"({record_path(store, protocol)}, written at its first stage) goes up to "
+              f"{design.max_seeds} seeds; its boundaries depend on that horizon, so it "
+              "cannot grow after the first look (a lower --max-seeds stops earlier; a new "
+              "design needs another --store)", file=out)
+        return None
+    cap = max_seeds if max_seeds is not None and max_seeds < design.max_seeds else None
+    declared = design_for(protocol, design.max_seeds)
+    if protocol.sequential and declared != design:
+        print(f"note: the protocol now declares {declared.text()}; the store's runs were "
+              f"looked at under {design.text()}, which stays", file=out)
+    return design, cap
+
+
+def announce_design(protocol: Protocol, design: Design, cap: int | None,
+                    budget_hours: float | None, out) -> None:
+    print(f"{protocol.name}: group-sequential design: {design.text()}"
+          + (f", stopping at {cap} seeds (--max-seeds)" if cap else "")
+          + (f"; budget {budget_hours:g} device-hours" if budget_hours is not None else ""),
+          file=out)
+
+
+def tell_looks(prog: Progress, told: int, out) -> int:
+    """A line for each look after the first `told`; returns how many looks are told now."""
+    for look in prog.looks[told:]:
+        verdicts = ", ".join(f"{v.claim.id} {v.verdict}" for v in look.verdicts)
+        print(f"look after stage {look.stage} ({look.seeds} seeds per group; "
+              f"{len(look.extended)} group{'s' if len(look.extended) != 1 else ''} "
+              f"extended): {verdicts}", file=out)
+    return len(prog.looks)
+
+
+def stopped(protocol: Protocol, design: Design, cap: int | None, prog: Progress,
+            rows: list[Row], out) -> int:
+    """Says why no stage is pending and what it took; 1 when a run of the matrix is bad."""
+    from audit.runner import BAD_STATES
+
+    why = {"decided": "every claim is decided",
+           "last stage": f"the design's last stage ({design.max_seeds} seeds) has run",
+           "cap": f"--max-seeds {cap} reached"}[prog.stop]
+    used = sum(1 for r in rows if r.state == "done")
+    groups = len(needed_groups(protocol))
+    print(f"stopped: {why}; {used} runs done (a fixed design of {groups} groups x "
+          f"{FIXED_SEEDS} seeds has {groups * FIXED_SEEDS}); `audit report` shows the stages",
+          file=out)
+    return 1 if any(r.state in BAD_STATES for r in rows) else 0
+
+
+def pending_stage(protocol: Protocol, prog: Progress) -> int:
+    if prog.stage is None:  # `progress` sets the stage with its pending runs
+        raise RuntimeError(f"{protocol.name}: pending runs without their stage")
+    return prog.stage
+
+
+def runnable_now(store: Store, record: dict | None, prog: Progress, design: Design,
+                 stage: int, out) -> list[Row]:
+    """The stage's pending runs neither running nor queued in Slurm (said when there is none)."""
+    queued = _queued(store, record, prog.pending)
+    running = [r for r in prog.pending if r.state == "running" or r.run.run_id in queued]
+    runnable = [r for r in prog.pending if r not in running]
+    if not runnable:
+        print(f"stage {stage} ({design.stages[stage - 1]} seeds per group): "
+              f"{len(running)} runs still running or queued; run `audit run "
+              "--until-decided` again when they have finished (`audit status` follows "
+              "them)", file=out)
+    return runnable
+
+
+def beyond_budget(store: Store, rows: list[Row], runnable: list[Row], stage: int,
+                  budget_hours: float, out) -> bool:
+    """Whether running the stage would take the device-hours spent beyond the budget (said
+    when so, and when some of its runs have no estimate yet)."""
+    spent = compute_seconds(store, [r.run.run_id for r in rows if r.state == "done"])
+    estimate = per_run_seconds(rows, spent)
+    distinct = {r.run.run_id: r for r in runnable}  # two arms may share a run
+    costs = [estimate(r) for r in distinct.values()]
+    total = sum(spent.values())
+    if any(c is None for c in costs):
+        print(f"stage {stage}: no cost estimate yet for {sum(c is None for c in costs)} of its "
+              f"runs (no finished run of their group); spent so far {hours(total)}", file=out)
+        return False
+    after = total + sum(costs)
+    if after <= budget_hours * 3600:
+        return False
+    print(f"stopped: stage {stage} ({len(distinct)} runs, about {hours(sum(costs))}) would "
+          f"take the spent {hours(total)} to {hours(after)}, beyond the budget of "
+          f"{budget_hours:g}; `audit report` shows where the claims stand", file=out)
+    return True
+
+
+def ran_already(runnable: list[Row], tried: set[str], stage: int, out) -> bool:
+    """Whether this call ran every runnable run of the stage already (and they are not done:
+    said so)."""
+    if not all(r.run.run_id in tried for r in runnable):
+        return False
+    print(f"stopped: stage {stage}: " + "; ".join(f"{r.run.label} is {r.state}"
+                                                 for r in runnable)
+          + " after this call ran it", file=out)
+    return True
+
+
+def announce_stage(prog: Progress, design: Design, stage: int, runnable: list[Row],
+                   out) -> None:
+    groups = ", ".join(f"{a} / {f}" for a, f in prog.groups)
+    n_runs = len({r.run_id for r in runnable})  # two arms may share a run
+    print(f"stage {stage}: {n_runs} runs, {design.stages[stage - 1]} seeds "
+          f"per group for {groups}", file=out)
+
+
+def record_submitted(store: Store, protocol: Protocol, design: Design, executor: str,
+                     submitted: list, stage: int, out) -> None:
+    """Keep the Slurm jobs of a stage submitted without waiting (`_queued` reads them)."""
+    cluster = "slurm" if executor == "slurm" else "local"
+    write_record(store, protocol, design, submitted={
+        item["run_id"]: {"job": str(job.job_id), "cluster": cluster}
+        for item, job in submitted})
+    print(f"stage {stage} submitted; run `audit run --until-decided` again when "
+          "its jobs have finished to look and go on", file=out)

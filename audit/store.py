@@ -73,8 +73,9 @@ class StoreError(RuntimeError):
 
 
 @dataclass
-class Claim:
-    """An exclusive claim on one run; `fd` is passed to the training process."""
+class RunLease:
+    """An exclusive claim on one run (its `lock` file held under `flock`); `fd` is passed to the
+    training process. (Not `audit.protocol.Claim`, a statement of the paper to verify.)"""
     run_id: str
     fd: int
 
@@ -98,7 +99,7 @@ class Store:
                       not p.name.startswith("."))
 
     # ----------------------------------------------------------------------------- claiming
-    def claim(self, run_id: str, owner: str = "") -> Claim | None:
+    def claim(self, run_id: str, owner: str = "") -> RunLease | None:
         """Claim the run, or None when another process holds it."""
         folder = self.path(run_id)
         folder.mkdir(parents=True, exist_ok=True)
@@ -112,7 +113,7 @@ class Store:
                           "since": time.time()})
         os.ftruncate(fd, 0)
         os.pwrite(fd, who.encode() + b"\n", 0)
-        return Claim(run_id, fd)
+        return RunLease(run_id, fd)
 
     def is_claimed(self, run_id: str) -> bool:
         lock = self.path(run_id) / LOCK

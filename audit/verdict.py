@@ -1,7 +1,7 @@
 """Claims -> verdicts: `reproduced`, `not reproduced` or `inconclusive`, with the numbers behind
 each and one plain sentence that says why (docs/statistics.md).
 
-Inputs are the collected results table (`audit.results.collect`: one line per finished run,
+Inputs are the collected results table (`audit.records.collect`: one line per finished run,
 accuracies as proportions) and, for the paired tests over test examples, a function that returns
 a run's per-example correctness at a step (from its stored predictions). Runs of two arms, or of
 our two frameworks, are paired by seed (the same seed means the same data order and

@@ -6,7 +6,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -16,6 +15,7 @@ import numpy as np
 
 from transfg.config import tiny, vit_b16
 from transfg.jittor_env import site_env
+from transfg.machine import cpu_model, gpus
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -54,22 +54,9 @@ def median_seconds(fns: dict[str, Callable[[], object]], warmup: int, repeats: i
 
 
 def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f
-                        if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    gpu = None
-    try:
-        done = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                              capture_output=True, text=True, timeout=30)
-        gpu = done.stdout.strip() or None
-    except (OSError, subprocess.TimeoutExpired):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "os": platform.platform(),
-            "python": platform.python_version()}
+    names = "\n".join(gpu["name"] for gpu in gpus()["gpus"])
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "gpu": names or None,
+            "os": platform.platform(), "python": platform.python_version()}
 
 
 def write_results(name: str, payload: dict, table: str, folder: Path = RESULTS) -> Path:

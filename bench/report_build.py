@@ -19,8 +19,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from common import RESULTS, median_seconds, write_finished_run, write_results
 
-from audit import runner
-from audit.plan import Inputs
+from audit.plan import Inputs, plan
 from audit.protocol import load
 from audit.report import model, render
 from audit.store import Store
@@ -80,7 +79,7 @@ def generate(folder: Path, runs: int) -> Path:
     store = Store(folder / "runs")
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 200, TEST_IMAGES)
-    for planned in runner.plan(load(path), Inputs()):
+    for planned in plan(load(path), Inputs()):
         run_dir = store.path(planned.run_id)
         run_dir.mkdir(parents=True)
         accuracy = 0.91 + (0.004 if planned.arm == "transfg" else 0) + rng.normal(0, 0.002)

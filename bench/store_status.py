@@ -24,10 +24,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from common import RESULTS, median_seconds, write_finished_run, write_results
 
-from audit import runner
-from audit.plan import Inputs
+from audit.cli.tables import print_store_status
+from audit.plan import Inputs, plan
 from audit.protocol import load
-from audit.results import collect
+from audit.records import collect, matrix, store_rows
 from audit.store import Store
 
 PROTOCOL = """
@@ -68,7 +68,7 @@ def generate(folder: Path, count: int) -> Path:
         np.savez(buffer, index=np.arange(total), label=labels, top5_classes=top5,
                  top5_scores=np.full((total, 5), 0.2, np.float32))
         predictions = buffer.getvalue()
-    for planned in runner.plan(load(protocol_path), Inputs()):
+    for planned in plan(load(protocol_path), Inputs()):
         run_dir = write_finished_run(store, planned, result)
         (run_dir / "eval-10000.npz").write_bytes(predictions)
         (run_dir / "lock").write_text("{}\n")
@@ -86,19 +86,19 @@ def main() -> None:
         store, protocol = Store(Path(tmp) / "runs"), load(protocol_path)
 
         def status():
-            runner.print_store_status(runner.store_rows(store), out=io.StringIO())
+            print_store_status(store_rows(store), out=io.StringIO())
 
-        def matrix():
-            runner.matrix(store, [protocol], Inputs())
+        def whole_matrix():
+            matrix(store, [protocol], Inputs())
 
         def collection():
-            table = collect(runner.matrix(store, [protocol], Inputs()))
+            table = collect(matrix(store, [protocol], Inputs()))
             assert len(table) == args.runs
 
         start = time.perf_counter()
         status()  # no cache yet (a store copied from elsewhere): reads every run's files
         cold = time.perf_counter() - start
-        times = median_seconds({"status": status, "matrix": matrix, "collect": collection},
+        times = median_seconds({"status": status, "matrix": whole_matrix, "collect": collection},
                                warmup=1, repeats=args.repeats)
     target = 2.0
     times = {"status_without_cache": cold, **times}

@@ -1,4 +1,4 @@
-"""The official code as a reference: run a user's checkout of github.com/TACJu/TransFG for one run.
+"""The official code as a reference: run a user's checkout of the authors' TransFG for one run.
 
 `python -m transfg.train RUN_DIR` hands a spec with framework "official" to `run(run_dir)`, which
 - refuses, naming the field, what the official code cannot do (it is TransFG on ViT-B_16 with a
@@ -45,6 +45,7 @@ import numpy as np
 
 from transfg.config import ModelConfig
 from transfg.data.readers import dataset_spec, read_split
+from transfg.git import git
 from transfg.official_compat import RECORD_VARIABLE
 from transfg.run_files import (
     LOG,
@@ -177,18 +178,10 @@ def content_hash(checkout: str | Path) -> tuple[str, int]:
     return f"sha256:{digest.hexdigest()}", len(files)
 
 
-def _git(checkout: Path, *args: str) -> str | None:
-    try:
-        return subprocess.run(["git", "-C", str(checkout), *args], capture_output=True,
-                              check=True).stdout.decode(errors="replace")
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
 def _changed_code(checkout: Path) -> list[str] | None:
     """The code files that differ from the checkout's commit (modified, staged, deleted, renamed,
     untracked or ignored), or None when git cannot tell."""
-    status = _git(checkout, "status", "--porcelain=v1", "-z", "--untracked-files=all",
+    status = git(checkout, "status", "--porcelain=v1", "-z", "--untracked-files=all",
                   "--ignored=matching")
     if status is None:
         return None
@@ -216,8 +209,8 @@ def identity(checkout: str | Path) -> Identity:
     if not root.is_dir():
         raise SpecError(f"official_checkout={str(checkout)!r}: no such folder (clone "
                         "github.com/TACJu/TransFG and give its folder)")
-    top = _git(root, "rev-parse", "--show-toplevel")
-    commit = _git(root, "rev-parse", "--verify", "HEAD")
+    top = git(root, "rev-parse", "--show-toplevel")
+    commit = git(root, "rev-parse", "--verify", "HEAD")
     commit = commit.strip() if commit else None
     changed = None
     if top is None or commit is None:
@@ -349,10 +342,26 @@ def run(run_dir: Path) -> dict:
     train_images = len(read_split(spec.dataset, spec.data_root, "train"))
     write_status(run_dir, "running", 0)
     started = time.monotonic()
-    metrics = MetricsLog(run_dir / METRICS, 0)
-    reader = LogReader(metrics, run_dir, spec.effective_batch)
+    reader = LogReader(MetricsLog(run_dir / METRICS, 0), run_dir, spec.effective_batch)
     compat_record = run_dir / OFFICIAL_COMPAT
     compat_record.unlink(missing_ok=True)
+    code = run_logged(spec, run_dir, reader, compat_record)
+    failure = (f"the official code exited with status {code}; see {LOG}" if code != 0 else
+               f"the official code ended without an evaluation in its log; see {LOG}"
+               if not reader.evaluations else None)
+    if failure is not None:
+        write_status(run_dir, "failed", reader.step, failure)
+        raise RuntimeError(failure)
+    result = official_result(spec, run_dir, reader, test_images, train_images,
+                             time.monotonic() - started, compat_record)
+    write_json(run_dir / RESULT, result)
+    write_status(run_dir, "finished", spec.train.steps)
+    return result
+
+
+def run_logged(spec: RunSpec, run_dir: Path, reader: LogReader, compat_record: Path) -> int:
+    """Start the official code (`command`) in the run folder and feed its output, as it comes,
+    into log.txt and `reader`; its exit status."""
     env = dict(os.environ, PYTHONUNBUFFERED="1", **{RECORD_VARIABLE: str(compat_record)})
     with open(run_dir / LOG, "a") as log:
         log.write("$ " + " ".join(command(spec, run_dir)) + "\n")
@@ -369,15 +378,14 @@ def run(run_dir: Path) -> dict:
         finally:
             code = process.wait()
             reader.feed("", final=True)
-            metrics.close()
-    if code != 0:
-        message = f"the official code exited with status {code}; see {LOG}"
-        write_status(run_dir, "failed", reader.step, message)
-        raise RuntimeError(message)
-    if not reader.evaluations:
-        message = f"the official code ended without an evaluation in its log; see {LOG}"
-        write_status(run_dir, "failed", reader.step, message)
-        raise RuntimeError(message)
+            reader.metrics.close()
+    return code
+
+
+def official_result(spec: RunSpec, run_dir: Path, reader: LogReader, test_images: int,
+                    train_images: int, wall_seconds: float, compat_record: Path) -> dict:
+    """result.json's content: the evaluations the log reported (counts derived from the
+    accuracies), the throughput in metrics.jsonl, the deviations from the paper's setting."""
     rates = [r["images_per_s"] for r in read_metrics(run_dir / METRICS)
              if "loss" in r and math.isfinite(r["images_per_s"])]
     evals = []
@@ -386,15 +394,12 @@ def run(run_dir: Path) -> dict:
         evals.append({**row, "correct": correct, "total": test_images})
     final = evals[-1]
     best = max(evals, key=lambda r: (r["accuracy"], -r["step"]))
-    result = {"final_accuracy": final["accuracy"], "final_step": final["step"],
-              "best_accuracy": best["accuracy"], "best_step": best["step"],
-              "official_best_accuracy": reader.best,
-              "correct": final["correct"], "test_images": test_images,
-              "correct_from_accuracy": True, "train_images": train_images, "evaluations": evals,
-              "effective_batch": spec.effective_batch, "steps": spec.train.steps,
-              "wall_seconds_this_session": time.monotonic() - started,
-              "images_per_s": float(np.median(rates)) if rates else None,
-              "deviations": DEVIATIONS + compat_deviations(compat_record)}
-    write_json(run_dir / RESULT, result)
-    write_status(run_dir, "finished", spec.train.steps)
-    return result
+    return {"final_accuracy": final["accuracy"], "final_step": final["step"],
+            "best_accuracy": best["accuracy"], "best_step": best["step"],
+            "official_best_accuracy": reader.best,
+            "correct": final["correct"], "test_images": test_images,
+            "correct_from_accuracy": True, "train_images": train_images, "evaluations": evals,
+            "effective_batch": spec.effective_batch, "steps": spec.train.steps,
+            "wall_seconds_this_session": wall_seconds,
+            "images_per_s": float(np.median(rates)) if rates else None,
+            "deviations": DEVIATIONS + compat_deviations(compat_record)}

@@ -46,7 +46,11 @@ class Seeds:
 
     @classmethod
     def from_seed(cls, seed: int) -> Seeds:
-        return cls(*(derive_seed(seed, name) for name in ("init", "order", "augment", "dropout")))
+        return cls(*(derive_seed(seed, name) for name in SEED_AXES))
+
+
+# The sources of randomness, in order: Seeds' fields (a protocol may vary each on its own axis).
+SEED_AXES = tuple(f.name for f in dataclasses.fields(Seeds))
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from audit import provenance
-from audit.store import Store
+from audit.store import RunLease, Store
 from transfg.jittor_env import site_env
 from transfg.launch import RUNNER_VARIABLE, die_with_parent
 from transfg.run_files import LOG, OUTPUT
@@ -101,8 +101,8 @@ def _execute(store, run_id, spec, fingerprints, owner, env, retry_failed, keep_c
         return Outcome(run_id, "failed", message=str(error))
     moved = ""
     for _ in range(3):  # at most: move a corrupt folder aside, run, find damage on resume
-        claim = store.claim(run_id, owner)
-        if claim is None:
+        lease = store.claim(run_id, owner)
+        if lease is None:
             return Outcome(run_id, "skipped-running", message="claimed by another runner")
         try:
             inspection = store.inspect(run_id, claimed=True)
@@ -122,10 +122,10 @@ def _execute(store, run_id, spec, fingerprints, owner, env, retry_failed, keep_c
                     return Outcome(run_id, "skipped-failed",
                                    message=inspection.status.get("message", ""))
                 store.reset_failed(run_id)
-            outcome = run_process(store, run_id, spec, fingerprints, command, claim, env,
+            outcome = run_process(store, run_id, spec, fingerprints, command, lease, env,
                                   on_start)
         finally:
-            claim.release()
+            lease.release()
         if outcome.state != "corrupt" or moved:
             if moved:
                 outcome.message = "; ".join(m for m in (moved, outcome.message) if m)
@@ -135,7 +135,7 @@ def _execute(store, run_id, spec, fingerprints, owner, env, retry_failed, keep_c
 
 
 def run_process(store: Store, run_id: str, spec: dict, fingerprints: dict, command: list[str],
-                claim, env: dict | None, on_start) -> Outcome:
+                lease: RunLease, env: dict | None, on_start) -> Outcome:
     """Start the training process for a claimed run, wait for it, and say how it ended."""
     folder = store.path(run_id)
     for stale in folder.rglob(".*.tmp"):  # a write cut short by a kill; we hold the claim
@@ -147,7 +147,7 @@ def run_process(store: Store, run_id: str, spec: dict, fingerprints: dict, comma
     started = time.monotonic()
     with open(folder / OUTPUT, "ab") as output:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, pass_fds=(claim.fd,),
+                                   stdin=subprocess.DEVNULL, pass_fds=(lease.fd,),
                                    preexec_fn=die_with_parent,
                                    env={**os.environ, **launcher_env(spec), **(env or {})})
         try:

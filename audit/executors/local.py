@@ -6,24 +6,19 @@ from __future__ import annotations
 
 import os
 import queue
-import subprocess
 import threading
 
 from audit.executors.common import Outcome, WorkItem, execute
 from audit.executors.progress import Reporter
 from audit.store import Store
+from transfg.machine import gpus
 
 
 def visible_gpus() -> list[str]:
     env = os.environ.get("CUDA_VISIBLE_DEVICES")
     if env is not None:
         return [d.strip() for d in env.split(",") if d.strip() and d.strip() != "-1"]
-    try:
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20,
-                             check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU ")]
+    return [str(i) for i in range(len(gpus()["gpus"]))]
 
 
 def slots(devices: int, jobs: int | None, gpus: list[str] | None = None) -> list[dict]:

@@ -28,13 +28,19 @@ def _last_step(run_dir: Path) -> int | None:
     return None
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float, *, minutes: bool = False) -> str:
+    """45s, 3m05s, 2h07m (`minutes`: a time under a minute in minutes too, 0m45s)."""
     seconds = int(seconds)
-    if seconds < 60:
+    if seconds < 60 and not minutes:
         return f"{seconds}s"
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{seconds // 60 % 60:02d}m"
+
+
+def tally(counts: dict[str, int]) -> str:
+    """Runs by state (`records.count_states`), as "2 done, 1 failed"."""
+    return ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
 
 
 class Reporter:
@@ -77,7 +83,7 @@ class Reporter:
             if state == "done":
                 self.seconds.append(seconds)
         self._write(f"[{self.ended:>{len(str(self.total))}}/{self.total}] {state:<11} {label}"
-                    f"  {_duration(seconds)}" + (f"  {detail}" if detail else ""))
+                    f"  {duration(seconds)}" + (f"  {detail}" if detail else ""))
 
     def time_left(self) -> float | None:
         if not self.seconds:
@@ -96,8 +102,8 @@ class Reporter:
             if len(running) > 3:
                 parts.append(f"+{len(running) - 3} more")
             left = self.time_left()
-            line = (f"{self.ended}/{self.total} ended · {_duration(time.monotonic() - self.start)}"
-                    + (f" · ~{_duration(left)} left" if left is not None else "")
+            line = (f"{self.ended}/{self.total} ended · {duration(time.monotonic() - self.start)}"
+                    + (f" · ~{duration(left)} left" if left is not None else "")
                     + (" · running: " + ", ".join(parts) if parts else ""))
             with self.lock:
                 self.stream.write("\x1b[2K\r" + line[:200])

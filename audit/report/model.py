@@ -24,7 +24,7 @@ import pandas as pd
 from audit import stages, stats, verdict
 from audit.plan import Inputs
 from audit.protocol import Claim, Difference, Protocol
-from audit.results import collect
+from audit.records import collect, count_states
 from audit.runner import matrix
 from audit.store import Store
 from transfg.data.readers import DATASETS
@@ -38,14 +38,6 @@ from transfg.run_files import CHECKPOINT, RESULT, load_object, read_eval, read_p
 SCHEMA_VERSION = 2
 
 Interval = stats.Interval  # estimate, low, high, level: proportions (or differences of them)
-
-
-class ByKey:
-    """Fields read by key as well as by attribute (report["summary"]): audit/cli.py reads the
-    model as it read the dicts it used to be."""
-
-    def __getitem__(self, key: str) -> Any:
-        return getattr(self, key)
 
 
 # ------------------------------------------------------------------------------------- model
@@ -227,13 +219,13 @@ class Deviation:
 
 
 @dataclass
-class CorruptRun(ByKey):
+class CorruptRun:
     label: str
     problem: str | None
 
 
 @dataclass
-class Section(ByKey):
+class Section:
     """One protocol: its claims, published figures, arms, seed variance, gallery, differences."""
 
     name: str
@@ -288,7 +280,7 @@ class Environment:
 
 
 @dataclass
-class SummaryRow(ByKey):
+class SummaryRow:
     protocol: str
     id: str
     text: str
@@ -296,7 +288,7 @@ class SummaryRow(ByKey):
 
 
 @dataclass
-class Report(ByKey):
+class Report:
     schema_version: int
     bootstrap_seed: int
     title: str
@@ -306,7 +298,7 @@ class Report(ByKey):
     environment: Environment
     rerun: list[str]  # the commands that run and report everything again
     verdicts: list[dict[str, Any]]  # every claim's verdict record (Verdict.to_dict), in order
-    results: pd.DataFrame = field(repr=False)  # one line per finished run (audit/results.py)
+    results: pd.DataFrame = field(repr=False)  # one line per finished run (audit/records.py)
 
 
 # ---------------------------------------------------------------------------------- figures
@@ -560,14 +552,10 @@ def run_states(protocol: Protocol, rows: list, in_stages: bool
                ) -> tuple[dict[str, int], list[CorruptRun]]:
     """Runs of the protocol's matrix per state, and the corrupt ones with their problem. In
     stages a missing run is one no stage has needed (yet): not counted."""
-    states: dict[str, int] = {}
-    corrupt = []
-    for row in rows:
-        if row.run.protocol == protocol.name and not (in_stages and row.state == "missing"):
-            states[row.state] = states.get(row.state, 0) + 1
-            if row.state == "corrupt":
-                corrupt.append(CorruptRun(row.run.label, row.problem))
-    return dict(sorted(states.items())), corrupt
+    counted = [row for row in rows
+               if row.run.protocol == protocol.name and not (in_stages and row.state == "missing")]
+    corrupt = [CorruptRun(row.run.label, row.problem) for row in counted if row.state == "corrupt"]
+    return dict(sorted(count_states(row.state for row in counted).items())), corrupt
 
 
 # ------------------------------------------------------------------------------ the report

@@ -12,41 +12,18 @@ import sys
 from pathlib import Path
 
 import pytest
+from protocol_text import protocol_text
 
 from audit import calibrate
+from audit.cli.commands import calibrated_plan
+from audit.cli.tables import hours_text
 from audit.protocol import load
 
 ROOT = Path(__file__).resolve().parents[2]
 
-PROTOCOL = """\
-version = 1
-name = "calibrate-test"
-title = "Calibrate"
-frameworks = ["torch"]
-seeds = [0, 1]
-
-[paper]
-title = "TransFG"
-
-[data]
-dataset = "digits"
-root = "bundled"
-
-[model]
-preset = "tiny"
-
-[train]
-steps = 400
-warmup_steps = 10
-eval_every = 100
-batch_size = 8
-eval_batch_size = 16
-workers = 0
-
-[arms.transfg]
-[arms.vit]
-model = { variant = "vit", contrastive = false }
-"""
+PROTOCOL = protocol_text("calibrate-test", "Calibrate", train={
+    "steps": 400, "warmup_steps": 10, "eval_every": 100, "batch_size": 8, "eval_batch_size": 16,
+    "workers": 0})
 
 
 def audit(*args):
@@ -108,7 +85,7 @@ def test_plan_calibrate_caches_per_configuration_and_extrapolates(tmp_path, monk
     store = Store(tmp_path / "runs")
 
     def plan(**options):
-        assert calibrate.plan_command(store, [protocol], Inputs(), {}, **options) == 0
+        assert calibrated_plan(store, [protocol], Inputs(), {}, **options) == 0
         return capsys.readouterr().out
 
     out = plan()
@@ -116,10 +93,10 @@ def test_plan_calibrate_caches_per_configuration_and_extrapolates(tmp_path, monk
     rows = [line for line in out.splitlines() if line.startswith(("transfg ", "vit "))]
     # 400 updates x 0.25 s + 4 evaluations x ceil(599 / 16) batches x 0.1 s = 115.2 s
     assert len(rows) == 4 and all("measured" in r for r in rows)
-    assert any(r.startswith("transfg") and calibrate.hours_text(115.2) in r for r in rows)
-    assert f"transfg: {calibrate.hours_text(2 * 115.2)} (2 runs)" in out
-    assert calibrate.hours_text(3.3e4 * 3600) == "33,000" and calibrate.hours_text(36) == \
-        "0.01" and calibrate.hours_text(2.5 * 3600) == "2.5"
+    assert any(r.startswith("transfg") and hours_text(115.2) in r for r in rows)
+    assert f"transfg: {hours_text(2 * 115.2)} (2 runs)" in out
+    assert hours_text(3.3e4 * 3600) == "33,000" and hours_text(36) == \
+        "0.01" and hours_text(2.5 * 3600) == "2.5"
     # cached: no process the second time; a damaged file is measured again
     assert plan().count("(cached)") == 2 and len(jobs) == 2
     files = sorted((store.root / calibrate.CALIBRATION).rglob("*.json"))

@@ -12,7 +12,8 @@ import pytest
 from audit.cli import main
 from audit.plan import Fingerprints, Inputs, plan
 from audit.protocol import load
-from audit.runner import matrix, work_items
+from audit.records import matrix
+from audit.runner import work_items
 from audit.store import RecordedFingerprints, Store
 from transfg.official import identity
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from protocol_text import STOPPABLE_SMOKE, STOPPABLE_TRAIN, protocol_text
 
 from audit.cli import main
 from audit.plan import Inputs, plan
@@ -21,40 +22,15 @@ from audit.protocol import load
 from audit.store import Store
 from transfg.run_files import read_json, read_metrics
 
-PROTOCOL = """\
-version = 1
-name = "runner-test"
-title = "Runner test"
-frameworks = ["torch"]
-seeds = [0, 1]
 
-[paper]
-title = "TransFG"
+def runner_protocol(**changes) -> str:
+    """The runner tests' protocol (TransFG and ViT in PyTorch, seeds 0 and 1, runs that can be
+    stopped midway); `changes`: other arguments of `protocol_text`."""
+    return protocol_text(**({"name": "runner-test", "title": "Runner test",
+                             "train": STOPPABLE_TRAIN, "smoke": STOPPABLE_SMOKE} | changes))
 
-[data]
-dataset = "digits"
-root = "bundled"
 
-[model]
-preset = "tiny"
-
-[train]
-steps = 60
-warmup_steps = 6
-eval_every = 20
-checkpoint_every = 20
-eval_batch_size = 64
-workers = 0
-
-[arms.transfg]
-[arms.vit]
-model = { variant = "vit", contrastive = false }
-
-[smoke]
-steps = 60
-train = 160
-test = 128
-"""
+PROTOCOL = runner_protocol()
 
 
 @pytest.fixture
@@ -175,14 +151,15 @@ def test_two_runners_on_one_store_execute_each_run_once(tmp_path, protocol):
 SUBMITIT_KILL = """
 import json, sys, time
 from pathlib import Path
-from audit import runner
 from audit.executors import slurm
 from audit.plan import Inputs
 from audit.protocol import load
+from audit.records import matrix
+from audit.runner import work_items
 from audit.store import Store
 protocol, store = load(sys.argv[1]), Store(sys.argv[2])
-rows = runner.matrix(store, [protocol], Inputs(smoke=True), arms=["transfg"], seeds=[0])
-item = runner.work_items(rows, False)[0]
+rows = matrix(store, [protocol], Inputs(smoke=True), arms=["transfg"], seeds=[0])
+item = work_items(rows, False)[0]
 executor = slurm.make_executor(store, cluster="local")
 [(_, job)] = slurm.submit(executor, store, [item])
 checkpoint = store.path(item["run_id"]) / "checkpoints" / "last.npz"
@@ -247,12 +224,11 @@ def test_run_ids_depend_on_what_changes_results_only(tmp_path, protocol):
     assert len({r.run_id for r in base}) == len(base)
     # Loader workers and checkpoint spacing change nothing (tests in tests/transfg): same ids.
     other = tmp_path / "other.toml"
-    other.write_text(PROTOCOL.replace("workers = 0", "workers = 2")
-                     .replace('name = "runner-test"', 'name = "renamed"'))
+    other.write_text(runner_protocol(name="renamed", train=STOPPABLE_TRAIN | {"workers": 2}))
     assert [r.run_id for r in plan(load(other), Inputs(smoke=True))] == \
         [r.run_id for r in base]
     changed = tmp_path / "changed.toml"
-    changed.write_text(PROTOCOL.replace("warmup_steps = 6", "warmup_steps = 5"))
+    changed.write_text(runner_protocol(train=STOPPABLE_TRAIN | {"warmup_steps": 5}))
     assert not {r.run_id for r in plan(load(changed), Inputs(smoke=True))} & \
         {r.run_id for r in base}
 
@@ -297,10 +273,10 @@ def test_unknown_subset_names_are_refused(protocol, capsys):
     assert "--seeds [7]" in capsys.readouterr().err
 
 
-def one_run_per_framework(text: str) -> str:
-    """A protocol text with its transfg arm and seed 0 only."""
-    return (text.replace("seeds = [0, 1]", "seeds = [0]")
-            .replace('[arms.vit]\nmodel = { variant = "vit", contrastive = false }\n', ""))
+def two_devices(frameworks, **changes) -> str:
+    """The runner tests' protocol with `devices = 2`, its transfg arm and seed 0 only."""
+    return runner_protocol(frameworks=frameworks, top={"devices": 2}, arms={"transfg": {}},
+                           seeds=[0], **changes)
 
 
 @pytest.mark.skipif(shutil.which("mpirun") is None,
@@ -309,9 +285,8 @@ def test_runs_on_two_devices_go_through_each_frameworks_launcher(tmp_path):
     """devices = 2: the runner starts PyTorch runs through torchrun and Jittor runs through
     mpirun (on the CPU here), and both finish with the effective batch of two devices."""
     path = tmp_path / "two-devices.toml"
-    path.write_text(one_run_per_framework(
-        PROTOCOL.replace('frameworks = ["torch"]', 'frameworks = ["torch", "jittor"]\ndevices = 2')
-        .replace("steps = 60\ntrain = 160\ntest = 128", "steps = 6\ntrain = 96\ntest = 40")))
+    path.write_text(two_devices(["torch", "jittor"],
+                                smoke={"steps": 6, "train": 96, "test": 40}))
     done = audit("run", path, "--smoke", "--store", tmp_path / "runs")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     runs = {r.framework: r.run_id for r in plan(load(path), Inputs(smoke=True))}
@@ -360,10 +335,8 @@ def test_a_killed_runner_takes_its_mpi_processes_down_and_the_run_resumes(tmp_pa
     processes with mpirun (none goes on writing, the claim is free), and the next `audit run`
     resumes from the checkpoint: every update in the metrics once."""
     path = tmp_path / "mpi.toml"
-    path.write_text(one_run_per_framework(  # with a loader worker, which must not outlive it
-        PROTOCOL.replace('frameworks = ["torch"]', 'frameworks = ["jittor"]\ndevices = 2')
-        .replace("checkpoint_every = 20", "checkpoint_every = 10")
-        .replace("workers = 0", "workers = 1")))
+    path.write_text(two_devices(["jittor"], train=STOPPABLE_TRAIN | {  # with a loader worker,
+        "checkpoint_every": 10, "workers": 1}))  # which must not outlive it
     store = tmp_path / "runs"
     killed = subprocess.run([sys.executable, "-c", KILL_MULTI_DEVICE_RUNNER, str(path),
                              str(store)], capture_output=True, text=True, timeout=900)
@@ -379,8 +352,7 @@ def test_a_killed_runner_takes_its_mpi_processes_down_and_the_run_resumes(tmp_pa
 
 def test_a_multi_device_jittor_run_without_mpirun_fails_with_the_reason(tmp_path):
     path = tmp_path / "no-mpirun.toml"
-    path.write_text(one_run_per_framework(
-        PROTOCOL.replace('frameworks = ["torch"]', 'frameworks = ["jittor"]\ndevices = 2')))
+    path.write_text(two_devices(["jittor"]))
     done = audit("run", path, "--smoke", "--store", tmp_path / "runs",
                  env={**os.environ, "PATH": str(Path(sys.executable).parent)})
     assert done.returncode == 1

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import slurm_cluster
+from protocol_text import STOPPABLE_SMOKE, STOPPABLE_TRAIN, protocol_text
 
 from audit.plan import Inputs, plan
 from audit.protocol import load
@@ -26,40 +27,9 @@ from transfg.run_files import read_json, read_metrics
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT = ROOT / "protocols" / "default.toml"
 
-# One run of 60 steps with a checkpoint every 20: long enough (about 20 s on 2 cores) to be
-# stopped between its first checkpoint and its end.
-PROTOCOL = """\
-version = 1
-name = "slurm-test"
-title = "Slurm test"
-frameworks = ["torch"]
-seeds = [0, 1]
-
-[paper]
-title = "TransFG"
-
-[data]
-dataset = "digits"
-root = "bundled"
-
-[model]
-preset = "tiny"
-
-[train]
-steps = 60
-warmup_steps = 6
-eval_every = 20
-checkpoint_every = 20
-eval_batch_size = 64
-workers = 0
-
-[arms.transfg]
-
-[smoke]
-steps = 60
-train = 160
-test = 128
-"""
+# One run of 60 steps with a checkpoint every 20 per seed: long enough to be stopped midway.
+PROTOCOL = protocol_text("slurm-test", "Slurm test", train=STOPPABLE_TRAIN, arms={"transfg": {}},
+                         smoke=STOPPABLE_SMOKE)
 
 
 @pytest.fixture(scope="module")
