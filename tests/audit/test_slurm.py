@@ -3,7 +3,7 @@ for these tests (tests/slurm_cluster.py: munged, slurmctld and slurmd with a min
 a temporary folder, stopped after). The runs finish and equal local runs; a job cancelled with
 `scancel` mid-run is submitted again by the next `audit run` and resumes; a job requeued with
 `scontrol requeue` resumes from its checkpoint within the same job; `--no-wait` returns at once
-and `audit status` follows the jobs. Skipped, with the reason, where Slurm cannot start (no
+and `audit status` follows the jobs; `--until-decided --no-wait` submits one stage per call. Skipped, with the reason, where Slurm cannot start (no
 root, slurm-wlm or munge not installed, a daemon failing: its last log lines)."""
 
 import json
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import slurm_cluster
-from protocol_text import STOPPABLE_SMOKE, STOPPABLE_TRAIN, protocol_text
+from protocol_text import STOPPABLE_SMOKE, STOPPABLE_TRAIN, VIT, protocol_text
 
 from audit.plan import Inputs, plan
 from audit.protocol import load
@@ -267,3 +267,61 @@ def test_gpus_the_cluster_lacks_are_refused_with_sbatchs_reason(cluster, protoco
     assert refused.returncode == 2, refused.stderr
     assert "could not be submitted: sbatch: error:" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+# A claim decided at the first look and one that never is (tests/audit/test_until_decided.py
+# explains the pair): stage 1 is 3 seeds of transfg and vit, stage 2 two more of transfg alone.
+SEQUENTIAL = protocol_text(
+    "slurm-until-decided", "Until decided on Slurm", seeds=[0, 1, 2],
+    train={"steps": 12, "warmup_steps": 2, "eval_every": 12, "checkpoint_every": 12,
+           "eval_batch_size": 64, "workers": 0},
+    arms={"transfg": {}, "twin": {"description": "TransFG again"}, "vit": VIT},
+    smoke={"steps": 12, "train": 64, "test": 64},
+    tables={"sequential": {"spending": "pocock", "first": 3, "step": 2, "max_seeds": 5},
+            "published": [{"id": "paper", "value": 50.0, "setting": "paper", "arm": "vit",
+                           "source": {"kind": "paper", "citation": "test"}}],
+            "claims": [{"id": "loose-value", "kind": "value",
+                        "text": "ViT reaches 50% within 60 points.", "arm": "vit",
+                        "paper": 50.0, "tolerance": 60.0, "source": "paper"},
+                       {"id": "twin-better", "kind": "comparison",
+                        "text": "TransFG's twin beats TransFG.", "better": "twin",
+                        "worse": "transfg", "margin": 0.0}]})
+
+
+def test_until_decided_without_waiting_submits_a_stage_and_a_later_call_goes_on(cluster,
+                                                                                tmp_path):
+    """`audit run --until-decided --executor slurm --no-wait`: one stage's jobs submitted and
+    the call returns; a call while they are queued or running submits nothing again; a call
+    after they finished looks and submits the next stage to the undecided claim's groups only;
+    the last call says the design's last stage has run."""
+    protocol, store = tmp_path / "sequential.toml", tmp_path / "store"
+    protocol.write_text(SEQUENTIAL)
+    args = ("run", protocol, "--smoke", "--until-decided", "--executor", "slurm", "--no-wait",
+            "--store", store)
+    first = audit(*args)
+    assert first.returncode == 0, first.stderr
+    stage_1 = submitted(first.stderr)
+    assert len(stage_1) == 6 and "stage 1 submitted" in first.stderr, first.stderr
+    assert set(stage_1) == set(run_ids(protocol, arms=["transfg", "vit"], seeds=[0, 1, 2]))
+    while_queued = audit(*args)
+    assert while_queued.returncode == 0, while_queued.stderr
+    assert "submitted job" not in while_queued.stderr
+    assert "still running or queued" in while_queued.stderr
+    store_of = Store(store)
+    wait_for(lambda: all(store_of.state(r) == "done" for r in stage_1), "stage 1 done", 600, 1)
+    wait_for(lambda: not cluster.run("squeue", "--noheader", check=False).stdout.strip(),
+             "an empty queue", 60, 0.5)
+    second = audit(*args)
+    assert second.returncode == 0, second.stderr
+    assert "look after stage 1" in second.stderr and "stage 2 submitted" in second.stderr
+    stage_2 = submitted(second.stderr)
+    fixed = set(run_ids(protocol, max_seeds=5))
+    later = set(run_ids(protocol, arms=["transfg"], seeds=[3, 4], max_seeds=5))
+    assert set(stage_2) == later and later <= fixed
+    wait_for(lambda: all(store_of.state(r) == "done" for r in stage_2), "stage 2 done", 600, 1)
+    wait_for(lambda: not cluster.run("squeue", "--noheader", check=False).stdout.strip(),
+             "an empty queue", 60, 0.5)
+    last = audit(*args)
+    assert last.returncode == 0, last.stderr
+    assert "submitted job" not in last.stderr
+    assert "the design's last stage (5 seeds) has run" in last.stderr
