@@ -54,3 +54,26 @@ def protocol_text(name: str, title: str, *, train: dict, arms: dict | None = Non
             brackets = f"[[{header}]]" if isinstance(values, list) else f"[{header}]"
             text += "\n" + table(brackets, one)
     return text
+
+
+def until_decided_text(name: str, title: str) -> str:
+    """A protocol for `--until-decided` (PyTorch, 12 updates a run, Pocock looks at 3 and 5
+    seeds): a value claim any run meets (ViT at 50% within 60 points: decided at the first
+    look) and a comparison no number of seeds decides (`twin` is TransFG under another name:
+    the same runs, the same run ids, so their paired difference is 0 on every seed, which
+    measures no spread). Stage 1 runs 3 seeds of TransFG and ViT, stage 2 two more of TransFG."""
+    return protocol_text(
+    name, title, seeds=[0, 1, 2],
+    train={"steps": 12, "warmup_steps": 2, "eval_every": 12, "checkpoint_every": 12,
+           "eval_batch_size": 64, "workers": 0},
+    arms={"transfg": {}, "twin": {"description": "TransFG again"}, "vit": VIT},
+    smoke={"steps": 12, "train": 64, "test": 64},
+    tables={"sequential": {"spending": "pocock", "first": 3, "step": 2, "max_seeds": 5},
+            "published": [{"id": "paper", "value": 50.0, "setting": "paper", "arm": "vit",
+                           "source": {"kind": "paper", "citation": "test"}}],
+            "claims": [{"id": "loose-value", "kind": "value",
+                        "text": "ViT reaches 50% within 60 points.", "arm": "vit",
+                        "paper": 50.0, "tolerance": 60.0, "source": "paper"},
+                       {"id": "twin-better", "kind": "comparison",
+                        "text": "TransFG's twin beats TransFG.", "better": "twin",
+                        "worse": "transfg", "margin": 0.0}]})

@@ -3,8 +3,9 @@ for these tests (tests/slurm_cluster.py: munged, slurmctld and slurmd with a min
 a temporary folder, stopped after). The runs finish and equal local runs; a job cancelled with
 `scancel` mid-run is submitted again by the next `audit run` and resumes; a job requeued with
 `scontrol requeue` resumes from its checkpoint within the same job; `--no-wait` returns at once
-and `audit status` follows the jobs; `--until-decided --no-wait` submits one stage per call. Skipped, with the reason, where Slurm cannot start (no
-root, slurm-wlm or munge not installed, a daemon failing: its last log lines)."""
+and `audit status` follows the jobs; `--until-decided --no-wait` submits one stage per call.
+Skipped, with the reason, where Slurm cannot start (no root, slurm-wlm or munge not installed,
+a daemon failing: its last log lines)."""
 
 import json
 import os
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import slurm_cluster
-from protocol_text import STOPPABLE_SMOKE, STOPPABLE_TRAIN, VIT, protocol_text
+from protocol_text import STOPPABLE_SMOKE, STOPPABLE_TRAIN, protocol_text, until_decided_text
 
 from audit.plan import Inputs, plan
 from audit.protocol import load
@@ -271,21 +272,7 @@ def test_gpus_the_cluster_lacks_are_refused_with_sbatchs_reason(cluster, protoco
 
 # A claim decided at the first look and one that never is (tests/audit/test_until_decided.py
 # explains the pair): stage 1 is 3 seeds of transfg and vit, stage 2 two more of transfg alone.
-SEQUENTIAL = protocol_text(
-    "slurm-until-decided", "Until decided on Slurm", seeds=[0, 1, 2],
-    train={"steps": 12, "warmup_steps": 2, "eval_every": 12, "checkpoint_every": 12,
-           "eval_batch_size": 64, "workers": 0},
-    arms={"transfg": {}, "twin": {"description": "TransFG again"}, "vit": VIT},
-    smoke={"steps": 12, "train": 64, "test": 64},
-    tables={"sequential": {"spending": "pocock", "first": 3, "step": 2, "max_seeds": 5},
-            "published": [{"id": "paper", "value": 50.0, "setting": "paper", "arm": "vit",
-                           "source": {"kind": "paper", "citation": "test"}}],
-            "claims": [{"id": "loose-value", "kind": "value",
-                        "text": "ViT reaches 50% within 60 points.", "arm": "vit",
-                        "paper": 50.0, "tolerance": 60.0, "source": "paper"},
-                       {"id": "twin-better", "kind": "comparison",
-                        "text": "TransFG's twin beats TransFG.", "better": "twin",
-                        "worse": "transfg", "margin": 0.0}]})
+SEQUENTIAL = until_decided_text("slurm-until-decided", "Until decided on Slurm")
 
 
 def test_until_decided_without_waiting_submits_a_stage_and_a_later_call_goes_on(cluster,

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from protocol_text import VIT, protocol_text
+from protocol_text import until_decided_text
 
 from audit.plan import Inputs, plan
 from audit.protocol import load
@@ -27,21 +27,7 @@ DEFAULT = ROOT / "protocols" / "default.toml"
 # and a comparison no number of seeds decides: `twin` is TransFG under another name (the same
 # runs, the same run ids), so their paired difference is 0 on every seed, which measures no
 # spread (inconclusive); its groups get every stage, ViT's only the first.
-PROTOCOL = protocol_text(
-    "until-decided-test", "Until decided", seeds=[0, 1, 2],
-    train={"steps": 12, "warmup_steps": 2, "eval_every": 12, "checkpoint_every": 12,
-           "eval_batch_size": 64, "workers": 0},
-    arms={"transfg": {}, "twin": {"description": "TransFG again"}, "vit": VIT},
-    smoke={"steps": 12, "train": 64, "test": 64},
-    tables={"sequential": {"spending": "pocock", "first": 3, "step": 2, "max_seeds": 5},
-            "published": [{"id": "paper", "value": 50.0, "setting": "paper", "arm": "vit",
-                           "source": {"kind": "paper", "citation": "test"}}],
-            "claims": [{"id": "loose-value", "kind": "value",
-                        "text": "ViT reaches 50% within 60 points.", "arm": "vit",
-                        "paper": 50.0, "tolerance": 60.0, "source": "paper"},
-                       {"id": "twin-better", "kind": "comparison",
-                        "text": "TransFG's twin beats TransFG.", "better": "twin",
-                        "worse": "transfg", "margin": 0.0}]})
+PROTOCOL = until_decided_text("until-decided-test", "Until decided")
 
 
 def audit(*args, timeout=1800):
