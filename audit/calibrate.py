@@ -16,8 +16,9 @@ the figures are printed. A figure is `measured` when the calibration ran the con
 itself, `extrapolated` when it ran at another image size (`--image-size`, since 448 px on two
 CPU cores is slow): scaled by the ratio of the model's FLOPs at the two sizes (the matrix
 products of a training step, forward, or an evaluation's forward: the count of
-bench/flops.py, which grows with the tokens' number and its square), and `from runs` when no
-calibration is at hand but finished runs of the group measured their images/s.
+bench/flops.py, which grows with the tokens' number and its square). Without `--calibrate`,
+`audit plan` estimates the time left from the finished runs' measured images/s
+(`records.estimate_seconds`) and says how many runs it has no figure for.
 """
 
 from __future__ import annotations

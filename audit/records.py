@@ -24,12 +24,14 @@ import pandas as pd
 
 from audit.plan import Inputs, PlannedRun, plan
 from audit.protocol import Protocol
-from audit.store import RESULT_KEYS, Store
+from audit.store import RESULT_KEYS, SUMMARY_VERSION, Store
 from transfg.run_files import RESULT, RESULT_FIELDS, RESULT_OPTIONAL, RunFileError
 from transfg.spec import RunSpec
 
-# The version of RunResult's fields: raise it when one is added, removed or changes meaning.
-SCHEMA_VERSION = 1
+# The version of RunResult's fields. They are the store's summary of result.json, cached in the
+# store under the summary cache's version: one number for both, so that changing a field (raise
+# store.SUMMARY_VERSION) also makes every store rebuild its cached summaries.
+SCHEMA_VERSION = SUMMARY_VERSION
 
 
 def _or_null(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
@@ -136,6 +138,12 @@ def matrix(store: Store, protocols: list[Protocol], inputs: Inputs,
 def count_states(states: Iterable[str]) -> dict[str, int]:
     """How many runs are in each state (`[row.state for row in rows]`), by state."""
     return dict(Counter(states))
+
+
+def tally(counts: dict[str, int]) -> str:
+    """Runs by state (`count_states`), as "2 done, 1 failed", states in alphabetical order: the
+    terminal's and the report's one way of saying it."""
+    return ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
 
 
 def unavailable_reasons(rows: list[Row]) -> list[str]:

@@ -8,10 +8,10 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from audit.executors.progress import Reporter, duration, tally
+from audit.executors.progress import Reporter, duration
 from audit.plan import FINGERPRINTS, Inputs
 from audit.protocol import Protocol
-from audit.records import Row, count_states, matrix, unavailable_reasons
+from audit.records import Row, count_states, matrix, tally, unavailable_reasons
 from audit.store import Store
 from transfg.run_files import LOG
 

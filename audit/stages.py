@@ -305,15 +305,6 @@ def group_estimates(rows: list, spent: dict[str, float]) -> Callable[[Group], fl
     return lambda g: statistics.median(seen[g]) if g in seen else None
 
 
-def describe(prog: Progress, out=None) -> None:
-    """One line per look: its stage, seeds, and each claim's verdict."""
-    out = out or sys.stderr
-    for look in prog.looks:
-        verdicts = ", ".join(f"{v.claim.id} {v.verdict}" for v in look.verdicts)
-        print(f"stage {look.stage} ({look.seeds} seeds per group, {len(look.extended)} groups "
-              f"extended): {verdicts}", file=out)
-
-
 # ------------------------------------------------------------------------------------ runner
 
 def _queued(store: Store, record: dict | None, pending: list) -> set[str]:

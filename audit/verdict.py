@@ -65,7 +65,9 @@ from observed values is optimistic.
 Evidence: the statistics' warnings (a bootstrap that fell back from BCa to percentile, an
 undefined interval, zero spread) are recorded in each part (`warnings`), not printed or dropped.
 Randomness: claim i of a protocol draws from default_rng(SeedSequence([seed, i])), so adding a
-claim changes no other claim's interval; the seed is recorded with the verdict.
+claim changes no other claim's interval; the seed is recorded with the verdict. Within a
+comparison, the tests over test examples draw from streams of their own (`example_streams`), so
+the claim's other intervals are the same whether stored predictions were read or not.
 
 References
 ----------
@@ -750,6 +752,15 @@ def two_group_comparison(a: pd.Series, b: pd.Series, margin: float, rng, *, test
                                                     tests=tests, prior=prior, why=why)
 
 
+def example_streams(rng: np.random.Generator, parts: int) -> list[np.random.Generator]:
+    """One generator per part for its tests over test examples, seeded by one draw from the
+    claim's stream before anything else draws: whether those tests run (stored predictions
+    readable or not) changes none of the claim's other intervals."""
+    entropy = rng.integers(0, 2**63, size=4)
+    return [np.random.default_rng(child)
+            for child in np.random.SeedSequence([int(x) for x in entropy]).spawn(parts)]
+
+
 def example_tests(a_runs: pd.Series, b_runs: pd.Series, correct_of: Callable | None, rng
                   ) -> list[dict]:
     """McNemar and a paired bootstrap over test examples, per seed pair (stored predictions), for
@@ -787,15 +798,16 @@ def decide_comparison(claim: Claim, protocol: Protocol, table: pd.DataFrame | Ru
     better, worse = required(claim, "better", claim.better), required(claim, "worse", claim.worse)
     frameworks = _frameworks(claim, protocol)
     prior = prior_spread(protocol, runs, column)
+    example_rngs = example_streams(rng, len(frameworks))
     parts = []
-    for framework in frameworks:
+    for framework, example_rng in zip(frameworks, example_rngs, strict=True):
         part = {"framework": framework} | two_group_comparison(
             runs.values(better, framework, column),
             runs.values(worse, framework, column), margin, rng, tests=len(frameworks),
             prior=prior)
         part["examples"] = [] if correct_of is None else example_tests(
             runs.run_ids(better, framework, steps),
-            runs.run_ids(worse, framework, steps), correct_of, rng)
+            runs.run_ids(worse, framework, steps), correct_of, example_rng)
         for example in part["examples"]:
             part["warnings"] += [f"seed {example['seed']}, over test examples: {m}"
                                  for m in example.get("warnings", [])]

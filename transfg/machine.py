@@ -10,7 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-SMI_TIMEOUT_S = 60
+SMI_TIMEOUT_S = 20  # a hung driver stalls the first run this long, not more
 GPU_QUERY = ("--query-gpu=name,driver_version,memory.total", "--format=csv,noheader")
 
 
@@ -60,11 +60,14 @@ def gpus() -> dict:
     missing or fails."""
     try:
         lines = gpu_lines()
-        header = nvidia_smi() if lines is not None else None
     except SmiError:
-        lines = header = None
+        lines = None
     if lines is None:
         return {"gpus": [], "driver": None, "cuda": None}
+    try:  # the CUDA version is only in the bare call's header: without it, the GPUs still count
+        header = nvidia_smi()
+    except SmiError:
+        header = None
     rows = [[part.strip() for part in line.split(",")] for line in lines]
     cuda = None
     if header and "CUDA Version:" in header:

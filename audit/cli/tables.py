@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import sys
 
-from audit.executors.progress import duration, tally
+from audit.executors.progress import duration
 from audit.protocol import Protocol
-from audit.records import Row, count_states, estimate_seconds, to_run
+from audit.records import Row, count_states, estimate_seconds, tally, to_run
 from audit.runner import print_inputs
 
 

@@ -11,14 +11,18 @@ import threading
 from audit.executors.common import Outcome, WorkItem, execute
 from audit.executors.progress import Reporter
 from audit.store import Store
-from transfg.machine import gpus
+from transfg.machine import SmiError, gpu_lines
 
 
 def visible_gpus() -> list[str]:
     env = os.environ.get("CUDA_VISIBLE_DEVICES")
     if env is not None:
         return [d.strip() for d in env.split(",") if d.strip() and d.strip() != "-1"]
-    return [str(i) for i in range(len(gpus()["gpus"]))]
+    try:
+        lines = gpu_lines() or []
+    except SmiError:  # nvidia-smi failed: no GPU this pool can count on
+        lines = []
+    return [str(i) for i in range(len(lines))]
 
 
 def slots(devices: int, jobs: int | None, gpus: list[str] | None = None) -> list[dict]:

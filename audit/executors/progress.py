@@ -38,11 +38,6 @@ def duration(seconds: float, *, minutes: bool = False) -> str:
     return f"{seconds // 3600}h{seconds // 60 % 60:02d}m"
 
 
-def tally(counts: dict[str, int]) -> str:
-    """Runs by state (`records.count_states`), as "2 done, 1 failed"."""
-    return ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
-
-
 class Reporter:
     def __init__(self, total: int, slots: int, stream=None, live: bool | None = None):
         stream = stream or sys.stderr

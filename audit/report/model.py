@@ -24,8 +24,7 @@ import pandas as pd
 from audit import stages, stats, verdict
 from audit.plan import Inputs
 from audit.protocol import Claim, Difference, Protocol
-from audit.records import collect, count_states
-from audit.runner import matrix
+from audit.records import collect, count_states, matrix
 from audit.store import Store
 from transfg.data.readers import DATASETS
 from transfg.run_files import CHECKPOINT, RESULT, load_object, read_eval, read_provenance
@@ -356,7 +355,8 @@ def decide_all(protocols: list[Protocol], table: pd.DataFrame, seed: int,
     """Every claim of every protocol decided on the results table, then Holm's correction once
     over all of them; one list of verdicts per protocol. `correct_of` (per-example correctness
     from stored predictions) may be None: the tests over test examples are then left out, and
-    every other number is the same."""
+    every other number is the same (they draw from streams of their own:
+    verdict.example_streams)."""
     decided = [verdict.decide(protocol, table, seed, correct_of, holm=False,
                               design=designs.get(protocol.name))
                for protocol in protocols]

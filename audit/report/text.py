@@ -12,6 +12,7 @@ import math
 import re
 
 from audit import sequential, verdict
+from audit.records import tally
 from audit.report.model import (
     ArmSummary,
     ClaimStages,
@@ -90,10 +91,6 @@ def single_run(arm: ArmSummary) -> str:
     return f"±{pct(arm.prediction.high - arm.prediction.estimate)} points"
 
 
-def states(counts: dict[str, int]) -> str:
-    return ", ".join(f"{n} {state}" for state, n in counts.items())
-
-
 def share(value: Shares) -> str:
     if not math.isfinite(value.low):
         return f"{100 * value.share:.0f}%"
@@ -162,5 +159,5 @@ def look_seeds(seeds: dict[str, int]) -> str:
 
 FILTERS = {f.__name__: f for f in (
     badge, pct, interval, p, points, hours, safe_url, joined, versus_paper, gap, single_run,
-    states, share, machine, machines, commit, commits, packages, compute, design, stop,
+    tally, share, machine, machines, commit, commits, packages, compute, design, stop,
     stage_summary, look_seeds)}

@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 
 from audit.records import SCHEMA_VERSION, RunResult
-from audit.store import RESULT_KEYS
+from audit.store import RESULT_KEYS, SUMMARY_VERSION
 from transfg.run_files import RunFileError
 
 SUMMARY = {"final_accuracy": 0.5, "final_step": 40, "best_accuracy": 0.625, "best_step": 20,
@@ -19,7 +19,7 @@ def test_a_run_result_has_the_summarised_fields_in_their_order(tmp_path):
     result = RunResult.from_summary(SUMMARY, tmp_path / "r1-0" / "result.json")
     assert result.best_accuracy == 0.625 and result.to_dict() == SUMMARY
     assert list(result.to_dict()) == list(RESULT_KEYS)
-    assert RunResult.schema_version == SCHEMA_VERSION == 1
+    assert RunResult.schema_version == SCHEMA_VERSION == SUMMARY_VERSION  # one number for both
     # the optional fields may be absent
     sparse = {k: v for k, v in SUMMARY.items() if k not in ("train_images", "images_per_s")}
     assert RunResult.from_summary(sparse, tmp_path / "r1-0" / "result.json").images_per_s is None

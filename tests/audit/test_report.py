@@ -246,8 +246,9 @@ def test_the_example_reports_numbers_follow_from_its_committed_results_table():
     results table (default-runs.csv) of protocols/default.toml: every claim's verdict, estimate,
     interval ends, p-values (Holm's included) and seeds needed, and each arm's numbers. The
     default protocol's claims read per-seed accuracies only; the tests over test examples need
-    the stored predictions and are left out (they draw after every other number of their
-    claim). Written before the report model became typed, this held the numbers through it."""
+    the stored predictions and are left out (they draw from streams of their own,
+    verdict.example_streams, so every other number is the same without them). Written before the
+    report model became typed, this held the numbers through it."""
     from audit.protocol import load
     from audit.report import model
 
@@ -313,7 +314,7 @@ def test_the_renderer_formats_the_models_numbers():
         "-0.40 points from the paper's figure (within test-set sampling error)"
     assert text.share(model.Shares(0.994, 0.9, 1.0)) == "99% [90, 100]"
     assert text.share(model.Shares(0.5, math.nan, math.nan)) == "50%"
-    assert text.states({"corrupt": 1, "done": 3}) == "1 corrupt, 3 done"
+    assert text.FILTERS["tally"]({"done": 3, "corrupt": 1}) == "1 corrupt, 3 done"
     assert text.hours(5400) == "1.5" and text.hours(math.nan) == "unknown"
     assert text.safe_url("javascript:alert(1)") is None
     sequential = model.SequentialSection(

@@ -120,6 +120,41 @@ def test_comparison_pairs_by_seed_and_tests_examples():
     assert all(e["difference"]["low"] > 0 for e in examples)
 
 
+def test_tests_over_examples_change_no_other_number_of_their_claim():
+    """A comparison over two frameworks decided with and without the stored predictions: every
+    number but the tests over test examples is the same (they draw from streams of their own),
+    so a report whose predictions cannot be read shows the same intervals."""
+    import copy
+
+    raw = copy.deepcopy(PROTOCOL)
+    raw["claims"][1]["frameworks"] = ["torch", "jittor"]
+    protocol = parse(raw, "two-frameworks.toml")
+    claim = next(c for c in protocol.claims if c.id == "comparison")
+    rng = np.random.default_rng(3)
+    truth = rng.integers(0, 2, size=(5, 300)).astype(bool)
+    better = truth | (rng.random((5, 300)) < 0.03)  # about 1.5 points: seeds overlap
+
+    def correct_of(key):
+        run_id = key[0]
+        return better[int(run_id.rsplit("-", 1)[1])] if run_id.startswith("transfg") else \
+            truth[int(run_id.rsplit("-", 1)[1])]
+
+    t = table({(arm, framework): list(values.mean(1) + 2 * WIDE)
+               for arm, values in (("transfg", better), ("vit", truth))
+               for framework in ("torch", "jittor")})
+
+    def decided(correct):
+        return verdict.decide_comparison(claim, protocol, t, "final", np.random.default_rng(7),
+                                         correct)
+
+    with_examples, without = decided(correct_of), decided(None)
+    assert [len(p["examples"]) for p in with_examples.parts] == [5, 5]
+    assert [p["examples"] for p in without.parts] == [[], []]
+    for a, b in zip(with_examples.parts, without.parts, strict=True):
+        assert a["probability_of_improvement"] == b["probability_of_improvement"]
+        assert (a["ci90"], a["p_value"], a["verdict"]) == (b["ci90"], b["p_value"], b["verdict"])
+
+
 @pytest.mark.parametrize("offset,expected", [
     (NOISE, "reproduced"),
     (-0.02 + NOISE, "not reproduced"),

@@ -61,3 +61,12 @@ def test_without_nvidia_smi_there_is_no_gpu(monkeypatch, tmp_path):
     finally:
         machine.gpus.cache_clear()
     assert machine.cpu_model()
+
+
+def test_gpus_count_when_only_the_header_call_fails(smi):
+    """The CUDA version comes from a second, bare nvidia-smi call; when that one fails the GPUs
+    are still recorded and the executor still divides them."""
+    smi(SMI.replace('echo "| NVIDIA-SMI', 'exit 3\necho "| NVIDIA-SMI'))
+    assert machine.gpus() == {"gpus": [{"name": "NVIDIA H200", "memory": "143771 MiB"}] * 2,
+                              "driver": "570.86.15", "cuda": None}
+    assert visible_gpus() == ["0", "1"]
