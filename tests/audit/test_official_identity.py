@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from protocol_text import protocol_text
 
 from audit.cli import main
 from audit.plan import Fingerprints, Inputs, plan
@@ -19,25 +20,8 @@ from transfg.official import identity
 
 STANDIN = Path(__file__).parents[1] / "transfg" / "official_standin"
 
-PROTOCOL = """\
-version = 1
-name = "official-identity"
-title = "Run ids of the official code"
-frameworks = ["official"]
-seeds = [0]
-
-[paper]
-title = "TransFG"
-
-[data]
-dataset = "digits"
-root = "bundled"
-
-[model]
-preset = "tiny"
-
-[arms.transfg]
-"""
+PROTOCOL = protocol_text("official-identity", "Run ids of the official code", train={},
+                         frameworks=["official"], seeds=[0], arms={"transfg": {}})
 
 
 @pytest.fixture
