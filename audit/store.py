@@ -68,10 +68,6 @@ RESULT_KEYS = ("final_accuracy", "final_step", "best_accuracy", "best_step", "co
                "test_images", "train_images", "steps", "effective_batch", "images_per_s")
 
 
-class StoreError(RuntimeError):
-    pass
-
-
 @dataclass
 class RunLease:
     """An exclusive claim on one run (its `lock` file held under `flock`); `fd` is passed to the

@@ -158,6 +158,5 @@ def look_seeds(seeds: dict[str, int]) -> str:
 
 
 FILTERS = {f.__name__: f for f in (
-    badge, pct, interval, p, points, hours, safe_url, joined, versus_paper, gap, single_run,
-    tally, share, machine, machines, commit, commits, packages, compute, design, stop,
-    stage_summary, look_seeds)}
+    badge, pct, interval, p, hours, safe_url, joined, versus_paper, gap, single_run, tally, share,
+    machines, commits, packages, compute, design, stop, stage_summary, look_seeds)}
